@@ -1,0 +1,121 @@
+"""`cxr` command line: train, evaluate, compare, predict, export, serve."""
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
+
+
+def _headline(report: dict) -> str:
+    ci = report["ci95"]
+    return (
+        f"n={report['n']}  threshold={report['threshold']:.3f}  "
+        f"accuracy={report['accuracy']:.3f} [{ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}]  "
+        f"sensitivity={report['sensitivity']:.3f}  specificity={report['specificity']:.3f}  "
+        f"f1={report['f1']:.3f}  roc_auc={report['roc_auc']:.3f} [{ci['roc_auc'][0]:.3f}-{ci['roc_auc'][1]:.3f}]"
+    )
+
+
+def cmd_train(args) -> None:
+    from cxr.data.layout import default_data_dir
+    from cxr.evaluate import evaluate_run
+    from cxr.train import TrainConfig, config_from_run, train
+
+    if args.resume:
+        cfg = config_from_run(args.resume)
+        cfg.out = str(args.resume)
+    else:
+        if not args.out:
+            raise SystemExit("cxr train: give --out runs/NAME (or --resume runs/NAME)")
+        cfg = TrainConfig(
+            model=args.model, data=str(args.data or default_data_dir()), out=str(args.out), split=args.split,
+            size=args.size, epochs=args.epochs, patience=args.patience, seed=args.seed,
+            batch_size=args.batch_size, learning_rate=args.lr, class_weight=args.class_weight,
+            precision=args.precision, fine_tune=args.fine_tune, weights=args.weights,
+        )
+    run_dir = train(cfg, resume=bool(args.resume))
+    report = evaluate_run(run_dir)
+    training = json.loads((run_dir / "training.json").read_text())
+    print(f"{cfg.model}: {training['epochs_run']} epochs, {training['epoch_seconds_mean']:.1f} s/epoch, "
+          f"{training['train_seconds']:.0f} s training")
+    print(f"test: {_headline(report)}")
+    if training["skipped"]:
+        print(f"skipped {len(training['skipped'])} unreadable files (listed in {run_dir / 'training.json'})")
+    print(f"run folder: {run_dir}  (figures in {run_dir / 'figures'})")
+
+
+def cmd_evaluate(args) -> None:
+    from cxr.evaluate import evaluate_run
+
+    report = evaluate_run(args.run, data=args.data, out=args.out)
+    print(_headline(report))
+    if report["skipped"]:
+        print(f"skipped {len(report['skipped'])} unreadable files")
+
+
+def cmd_compare(args) -> None:
+    from cxr.report import compare
+
+    report = compare([Path(r) for r in args.runs], Path(args.out))
+    print((report.parent / "table.md").read_text())
+    print(f"report: {report}")
+
+
+def parser() -> argparse.ArgumentParser:
+    from cxr import __version__
+
+    p = argparse.ArgumentParser(prog="cxr", description="Pneumonia detection on pediatric chest X-rays.")
+    p.add_argument("--version", action="version", version=f"cxr {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model, choose its threshold on validation, evaluate on test")
+    t.add_argument("--model", default="cnn", help="cnn, cnn_aug, vgg16, vgg19, xception")
+    t.add_argument("--data", type=Path, help="Kaggle-layout folder (default: $CXR_DATA or the shared data)")
+    t.add_argument("--out", type=Path, help="new run folder, e.g. runs/cnn")
+    t.add_argument("--resume", type=Path, metavar="RUN", help="continue a killed run from its last epoch")
+    t.add_argument("--split", choices=["official", "pooled"], default="official")
+    t.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    t.add_argument("--epochs", type=int, default=100, help="most epochs (early stopping usually ends sooner)")
+    t.add_argument("--patience", type=int, default=20, help="early-stopping patience on validation loss")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3, help="learning rate (Adam)")
+    t.add_argument("--class-weight", choices=["none", "balanced"], default="none")
+    t.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
+    t.add_argument("--fine-tune", type=int, default=0, metavar="N",
+                   help="transfer models: then unfreeze the last N conv layers and train on at a low rate")
+    t.add_argument("--weights", help="pretrained weights file for the base (needed offline for vgg19)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics and figures on the run's test split or a labelled folder")
+    e.add_argument("run", type=Path)
+    e.add_argument("--data", type=Path, help="folder with NORMAL/ and PNEUMONIA/ (or a Kaggle layout)")
+    e.add_argument("--out", type=Path, help="metrics file (default RUN/metrics.json)")
+    e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("compare", help="comparison report (Markdown + self-contained HTML) of several runs")
+    c.add_argument("runs", nargs="+")
+    c.add_argument("--out", required=True, help="report folder, e.g. reports/seed")
+    c.set_defaults(func=cmd_compare)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s",
+                        stream=sys.stderr)
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

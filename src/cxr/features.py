@@ -1,0 +1,34 @@
+"""Frozen-base features, computed once per image set and cached on disk.
+
+A frozen pretrained base without augmentation maps an image to the same features every epoch, so the
+head trains on stored features instead of running the base (99% of the compute) every epoch.
+"""
+
+import hashlib
+import logging
+import os
+
+import keras
+import numpy as np
+
+from cxr.data.cache import cache_root
+
+log = logging.getLogger(__name__)
+
+
+def cached_features(built, images: np.ndarray, cfg) -> np.ndarray:
+    """features(images) for a Built transfer model, from the cache when the same images were seen."""
+    digest = hashlib.sha256(images.tobytes()).hexdigest()[:24]
+    note = hashlib.sha256(built.weights_note.encode()).hexdigest()[:8]
+    policy = keras.mixed_precision.global_policy().name
+    path = cache_root() / "features" / f"{cfg.model}-{cfg.size}px-{policy}-{note}-{digest}.npy"
+    if path.exists():
+        return np.load(path).astype(np.float32)
+    log.info("computing %s features for %d images (once; cached at %s)", cfg.model, len(images), path)
+    features = built.features.predict(images.astype(np.float32), batch_size=64, verbose=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, features.astype(np.float16))  # half the disk; post-ReLU features fit float16 well
+    os.replace(tmp, path)
+    return features.astype(np.float16).astype(np.float32)  # same values whether cached or fresh

@@ -1,0 +1,88 @@
+"""Figures, readable at a glance: sample X-rays, training curves, confusion matrix, ROC curves."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from cxr import CLASSES  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def sample_images(images: np.ndarray, labels: np.ndarray, path: Path, per_class: int = 4, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(2, per_class, figsize=(2.2 * per_class, 4.8))
+    for row, cls in enumerate(CLASSES):
+        idx = np.flatnonzero(labels == row)
+        chosen = rng.choice(idx, size=min(per_class, idx.size), replace=False) if idx.size else []
+        for col in range(per_class):
+            ax = axes[row, col]
+            ax.axis("off")
+            if col < len(chosen):
+                ax.imshow(images[chosen[col]].squeeze(), cmap="gray", vmin=0, vmax=255)
+                ax.set_title(cls, fontsize=10, color="tab:red" if row else "tab:blue")
+    fig.suptitle("Sample X-rays", fontsize=12)
+    return _save(fig, path)
+
+
+def training_curves(history: dict, path: Path, title: str = "") -> Path:
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        if metric not in history:
+            continue
+        ax.plot(epochs, history[metric], label="train")
+        ax.plot(epochs, history[f"val_{metric}"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    best = int(np.argmin(history["val_loss"])) + 1
+    axes[0].axvline(best, color="gray", ls="--", lw=1)
+    axes[0].annotate(f"best epoch {best}", (best, axes[0].get_ylim()[1]), fontsize=8, va="top", ha="left")
+    fig.suptitle(f"Training curves {title}".strip(), fontsize=12)
+    return _save(fig, path)
+
+
+def confusion_matrix(cm, path: Path, title: str = "") -> Path:
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(3.8, 3.4))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), value in np.ndenumerate(cm):
+        share = value / max(cm[i].sum(), 1)
+        ax.text(j, i, f"{value}\n({share:.0%})", ha="center", va="center",
+                color="white" if value > cm.max() / 2 else "black", fontsize=11)
+    ax.set_xticks([0, 1], [f"pred {c}" for c in CLASSES], fontsize=8)
+    ax.set_yticks([0, 1], [f"true {c}" for c in CLASSES], fontsize=8)
+    ax.set_title(title or "Confusion matrix", fontsize=11)
+    return _save(fig, path)
+
+
+def roc_curves(curves: dict, path: Path, title: str = "ROC curve") -> Path:
+    """curves: name -> (labels, probs, threshold)."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    for name, (labels, probs, threshold) in curves.items():
+        fpr, tpr, _ = roc_curve(labels, probs)
+        from sklearn.metrics import auc
+
+        line, = ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+        predicted = np.asarray(probs) >= threshold
+        labels = np.asarray(labels)
+        ax.plot(predicted[labels == 0].mean(), predicted[labels == 1].mean(), "o", color=line.get_color())
+    ax.plot([0, 1], [0, 1], color="gray", ls=":", lw=1)
+    ax.set_xlabel("1 - specificity (false positive rate)")
+    ax.set_ylabel("sensitivity (true positive rate)")
+    ax.set_title(title + " (dot: chosen threshold)", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

