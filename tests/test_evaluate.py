@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from cxr.evaluate import binary_metrics, bootstrap_ci, choose_threshold, full_report
+
+
+def test_metrics_match_hand_computed_values():
+    labels = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+    probs = [0.1, 0.2, 0.6, 0.3, 0.9, 0.8, 0.4, 0.7, 0.95, 0.55]
+    m = binary_metrics(labels, probs, threshold=0.5)
+    # predicted: 0 0 1 0 | 1 1 0 1 1 1  ->  tn=3 fp=1 fn=1 tp=5
+    assert m["confusion_matrix"] == [[3, 1], [1, 5]]
+    assert m["n"] == 10
+    assert m["accuracy"] == pytest.approx(8 / 10)
+    assert m["sensitivity"] == pytest.approx(5 / 6)
+    assert m["specificity"] == pytest.approx(3 / 4)
+    assert m["precision"] == pytest.approx(5 / 6)
+    assert m["f1"] == pytest.approx(5 / 6)
+    # AUC: pairs (pos > neg) / 24: positive 0.4 beats 0.1, 0.2, 0.3 only; 0.55 beats all but 0.6.
+    assert m["roc_auc"] == pytest.approx((4 + 4 + 3 + 4 + 4 + 3) / 24)
+
+
+def test_a_score_equal_to_the_threshold_counts_as_pneumonia():
+    assert binary_metrics([0, 1], [0.5, 0.5], 0.5)["confusion_matrix"] == [[0, 1], [0, 1]]
+
+
+def test_threshold_is_the_most_specific_one_that_keeps_sensitivity():
+    labels = np.array([0] * 10 + [1] * 20)
+    probs = np.concatenate([np.linspace(0.0, 0.6, 10), np.linspace(0.3, 1.0, 20)])
+    threshold = choose_threshold(labels, probs, min_sensitivity=0.95)
+    m = binary_metrics(labels, probs, threshold)
+    assert m["sensitivity"] >= 0.95
+    # Any higher threshold loses sensitivity below the target.
+    higher = sorted(p for p in probs if p > threshold)[0]
+    assert binary_metrics(labels, probs, higher)["sensitivity"] < 0.95
+
+
+def test_threshold_on_perfectly_separated_scores_keeps_everything_right():
+    labels = [0, 0, 0, 1, 1, 1]
+    probs = [0.1, 0.2, 0.3, 0.7, 0.8, 0.9]
+    m = binary_metrics(labels, probs, choose_threshold(labels, probs))
+    assert m["accuracy"] == 1.0
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_data():
+    rng = np.random.default_rng(0)
+
+    def sample(n):
+        labels = rng.integers(0, 2, n)
+        probs = np.clip(labels * 0.3 + rng.normal(0.35, 0.2, n), 0, 1)
+        return labels, probs
+
+    small, large = sample(100), sample(2000)
+    ci_small = bootstrap_ci(*small, 0.5, n_boot=300)
+    ci_large = bootstrap_ci(*large, 0.5, n_boot=300)
+    point = binary_metrics(*large, 0.5)
+    for name in ("accuracy", "roc_auc", "sensitivity"):
+        lo, hi = ci_large[name]
+        assert lo <= point[name] <= hi
+        assert hi - lo < ci_small[name][1] - ci_small[name][0]
+
+
+def test_full_report_has_every_field_users_read():
+    labels = [0, 1] * 20
+    probs = np.linspace(0, 1, 40)
+    report = full_report(labels, probs, 0.4)
+    for key in ("n", "threshold", "threshold_rule", "accuracy", "sensitivity", "specificity", "precision", "f1",
+                "roc_auc", "pr_auc", "confusion_matrix", "at_0.5", "ci95"):
+        assert key in report
+    assert report["at_0.5"]["threshold"] == 0.5

@@ -1,0 +1,101 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import write_image
+from cxr.data.cache import load_images
+from cxr.data.images import MAX_PIXELS, ImageError, decode
+
+
+def blob_image(w=80, h=60):
+    """Dark left half, bright right half: tells orientation and brightness apart after decoding."""
+    array = np.zeros((h, w), np.uint8)
+    array[:, w // 2:] = 220
+    return array
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "CMYK", "LA", "I", "1"])
+def test_every_pillow_mode_decodes_to_square_grayscale(tmp_path, mode):
+    fmt = "TIFF" if mode in ("CMYK", "I") else "PNG"
+    path = write_image(tmp_path / f"x.{fmt.lower()}", blob_image(), mode=mode, fmt=fmt)
+    out = decode(path.read_bytes(), 32)
+    assert out.shape == (32, 32) and out.dtype == np.uint8
+    assert out[:, :12].mean() < out[:, 20:].mean()  # dark left, bright right survived the conversion
+
+
+def test_16_bit_png_uses_its_full_range(tmp_path):
+    array = (blob_image().astype(np.uint16) * 16)  # 12-bit data in a 16-bit file
+    path = tmp_path / "x16.png"
+    Image.fromarray(array).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    out = decode(path.read_bytes(), 32)
+    assert out.min() == 0 and out.max() == 255
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    img = Image.fromarray(blob_image())  # bright on the right
+    exif = img.getexif()
+    exif[0x0112] = 3  # orientation: rotated 180 degrees
+    path = tmp_path / "rot.jpeg"
+    img.save(path, exif=exif)
+    out = decode(path.read_bytes(), 32)
+    assert out[:, :12].mean() > out[:, 20:].mean()  # now bright on the left
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale_and_matches(tmp_path):
+    big = np.kron(blob_image(), np.ones((40, 40), np.uint8))  # 3200 x 2400
+    path = write_image(tmp_path / "big.jpeg", big, quality=90)
+    small = write_image(tmp_path / "small.png", blob_image())
+    a, b = decode(path.read_bytes(), 64).astype(int), decode(small.read_bytes(), 64).astype(int)
+    assert np.abs(a - b).mean() < 6
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (lambda p: p.write_text("hello, not an image"), "not an image"),
+        (lambda p: p.write_bytes(write_image(p, blob_image()).read_bytes()[:300]), "truncated"),
+    ],
+)
+def test_broken_files_give_a_clear_reason(tmp_path, make, message):
+    path = tmp_path / "bad.jpeg"
+    make(path)
+    with pytest.raises(ImageError, match=message):
+        decode(path.read_bytes(), 32)
+
+
+def test_decompression_bomb_is_refused(tmp_path):
+    side = int(MAX_PIXELS ** 0.5) + 100
+    buffer = io.BytesIO()
+    Image.new("1", (side, side)).save(buffer, format="PNG")  # tiny file, huge image
+    with pytest.raises(ImageError, match="pixel limit|decompression bomb"):
+        decode(buffer.getvalue(), 32)
+
+
+def test_cache_decodes_once_and_skips_bad_files(tmp_path, monkeypatch):
+    good = [write_image(tmp_path / f"g{i}.png", blob_image(60 + i, 50)) for i in range(3)]
+    bad = tmp_path / "bad.png"
+    bad.write_text("garbage")
+    first = load_images([good[0], bad, good[1], good[2]], 32, cache_dir=tmp_path / "cache")
+    assert first.images.shape == (3, 32, 32)
+    assert first.paths == [good[0], good[1], good[2]]
+    assert first.skipped[0][0] == bad and "not an image" in first.skipped[0][1]
+
+    def no_decoding(*_):
+        raise AssertionError("decoded again instead of using the cache")
+
+    monkeypatch.setattr("cxr.data.cache.decode", no_decoding)
+    second = load_images(good, 32, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(second.images, first.images)
+
+
+def test_cache_key_follows_content_not_name(tmp_path):
+    a = write_image(tmp_path / "a.png", blob_image())
+    b = tmp_path / "b.png"
+    b.write_bytes(a.read_bytes())
+    loaded = load_images([a, b], 32, cache_dir=tmp_path / "cache")
+    assert loaded.keys[a] == loaded.keys[b]
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 1

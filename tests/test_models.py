@@ -1,0 +1,82 @@
+import keras
+import numpy as np
+import pytest
+
+from cxr.models import build, names
+from cxr.run import RunError, load_keras_model
+
+
+def all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from all_layers(layer)
+
+
+@pytest.mark.parametrize("name", ["cnn", "cnn_aug", "vgg16", "vgg19", "xception"])
+def test_every_model_maps_grayscale_pixels_to_a_probability(name):
+    built = build(name, 80, pretrained=False)
+    x = np.random.default_rng(0).uniform(0, 255, (3, 80, 80, 1)).astype("float32")
+    p = built.model.predict(x, verbose=0)
+    assert p.shape == (3, 1) and np.all((p >= 0) & (p <= 1))
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in all_layers(built.model))
+
+
+def test_registry_lists_the_seed_models():
+    assert {"cnn", "cnn_aug", "vgg16", "vgg19", "xception"} <= set(names())
+
+
+def test_seed_cnn_shape_rules():
+    model = build("cnn", 128).model
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    denses = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert len(convs) >= 3 and 1 <= len(denses) <= 4
+
+
+def test_augmentation_never_mirrors_the_chest():
+    model = build("cnn_aug", 64).model
+    assert not any(isinstance(layer, keras.layers.RandomFlip) for layer in model.layers)
+    assert any(isinstance(layer, keras.layers.RandomRotation) for layer in model.layers)
+
+
+def test_transfer_base_is_frozen_and_only_the_head_trains():
+    built = build("vgg16", 64, pretrained=False)
+    trainable = sum(int(np.prod(w.shape)) for w in built.model.trainable_weights)
+    head = sum(int(np.prod(w.shape)) for w in built.head.trainable_weights)
+    assert trainable == head > 0
+    x = np.full((1, 64, 64, 1), 128.0, "float32")
+    np.testing.assert_allclose(built.head.predict(built.features.predict(x, verbose=0), verbose=0),
+                               built.model.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_unknown_model_name_lists_the_choices():
+    with pytest.raises(SystemExit, match="cnn_aug"):
+        build("resnet9000")
+
+
+def test_vgg19_offline_without_weights_file_says_what_to_do(monkeypatch):
+    def offline(*_, **__):
+        raise OSError("no network")
+
+    monkeypatch.setattr(keras.applications, "VGG19", _patched_vgg19(offline))
+    with pytest.raises(Exception, match="--weights PATH"):
+        build("vgg19", 64)
+
+
+def _patched_vgg19(offline):
+    original = keras.applications.VGG19
+
+    def vgg19(*args, weights=None, **kwargs):
+        if weights == "imagenet":
+            offline()
+        return original(*args, weights=weights, **kwargs)
+
+    return vgg19
+
+
+def test_a_model_file_carrying_a_lambda_layer_is_refused(tmp_path):
+    inputs = keras.Input((4,))
+    tampered = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    tampered.save(tmp_path / "model.keras")
+    with pytest.raises(RunError, match="Lambda"):
+        load_keras_model(tmp_path / "model.keras")

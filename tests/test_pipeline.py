@@ -1,0 +1,88 @@
+"""Integration: the real pipeline on a small real subset of the shared X-rays, through the command line."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import FULLRES
+
+pytestmark = pytest.mark.integration
+CXR = [sys.executable, "-m", "cxr.cli"]
+
+
+def cxr(*args, **kwargs):
+    return subprocess.run([*CXR, "-q", *map(str, args)], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def history_epochs(run):
+    with open(run / "history.csv") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_train_evaluate_and_figures_on_real_xrays(real_subset, tmp_path):
+    run = tmp_path / "cnn"
+    result = cxr("train", "--model", "cnn", "--data", real_subset, "--out", run, "--epochs", 3, "--size", 64,
+                 "--split", "pooled", "--seed", 3)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test: n=" in result.stdout
+    for name in ("config.json", "split.csv", "history.csv", "model.keras", "model.json", "summary.txt",
+                 "training.json", "metrics.json", "predictions.csv"):
+        assert (run / name).is_file(), name
+    for name in ("samples", "training_curves", "confusion_matrix", "roc"):
+        assert (run / "figures" / f"{name}.png").stat().st_size > 5000, name
+    assert not (run / "checkpoints").exists()
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    info = json.loads((run / "model.json").read_text())
+    assert metrics["threshold"] == info["threshold"]  # chosen on validation at training time
+    assert metrics["n"] == sum(metrics["confusion_matrix"][0]) + sum(metrics["confusion_matrix"][1])
+    assert history_epochs(run) == [0, 1, 2]
+    with open(run / "split.csv") as f:
+        rows = list(csv.DictReader(f))
+    sides = {}
+    for row in rows:
+        sides.setdefault(row["patient"], set()).add(row["split"])
+    assert all(len(s) == 1 for s in sides.values())
+    assert {row["split"] for row in rows} == {"train", "val", "test"}
+
+    # A second run into the same folder is refused instead of overwriting it.
+    again = cxr("train", "--data", real_subset, "--out", run, "--epochs", 1)
+    assert again.returncode != 0 and "already holds a run" in again.stderr
+
+    # Evaluation on any labelled folder, here the full-resolution radiographs.
+    out = tmp_path / "fullres" / "metrics.json"
+    result = cxr("evaluate", run, "--data", FULLRES, "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(out.read_text())["n"] == 40
+    assert "PNEUMONIA" in result.stdout  # the classification report
+
+
+def test_training_resumes_after_the_process_is_killed(real_subset, tmp_path):
+    run = tmp_path / "killed"
+    args = ["train", "--model", "cnn", "--data", real_subset, "--out", run, "--epochs", 12, "--size", 64,
+            "--precision", "float32"]
+    process = subprocess.Popen([*CXR, "-q", *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    state = run / "checkpoints" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text())["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done = json.loads(state.read_text())["epoch"]
+    assert done < 11, "training finished before it could be killed"
+    assert not (run / "model.keras").exists()
+
+    result = cxr("train", "--resume", run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert history_epochs(run) == list(range(12))  # every epoch exactly once, none repeated
+    assert (run / "model.keras").is_file() and (run / "metrics.json").is_file()
+    assert json.loads((run / "config.json").read_text())["epochs"] == 12
