@@ -63,3 +63,22 @@ def make_layout(root: Path, splits=("train", "val"), per_class=6, patients_per_c
                         else f"person{patient}_bacteria_{i}.jpeg")
                 write_image(root / split / cls / name)
     return root
+
+
+def run_cxr(*args, timeout=900):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "cxr.cli", "-q", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def trained_run(real_subset, tmp_path_factory) -> Path:
+    """A small cnn run trained for real on the real subset (64 px, 3 epochs)."""
+    run = tmp_path_factory.mktemp("runs") / "cnn"
+    result = run_cxr("train", "--model", "cnn", "--data", real_subset, "--out", run, "--epochs", 3, "--size", 64,
+                     "--split", "pooled", "--seed", 3)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test: n=" in result.stdout
+    return run

@@ -10,14 +10,11 @@ import time
 
 import pytest
 
-from conftest import FULLRES
+from conftest import FULLRES, run_cxr
 
 pytestmark = pytest.mark.integration
 CXR = [sys.executable, "-m", "cxr.cli"]
-
-
-def cxr(*args, **kwargs):
-    return subprocess.run([*CXR, "-q", *map(str, args)], capture_output=True, text=True, timeout=600, **kwargs)
+cxr = run_cxr
 
 
 def history_epochs(run):
@@ -25,12 +22,8 @@ def history_epochs(run):
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
-def test_train_evaluate_and_figures_on_real_xrays(real_subset, tmp_path):
-    run = tmp_path / "cnn"
-    result = cxr("train", "--model", "cnn", "--data", real_subset, "--out", run, "--epochs", 3, "--size", 64,
-                 "--split", "pooled", "--seed", 3)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "test: n=" in result.stdout
+def test_train_evaluate_and_figures_on_real_xrays(trained_run, real_subset, tmp_path):
+    run = trained_run
     for name in ("config.json", "split.csv", "history.csv", "model.keras", "model.json", "summary.txt",
                  "training.json", "metrics.json", "predictions.csv"):
         assert (run / name).is_file(), name

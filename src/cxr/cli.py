@@ -65,6 +65,33 @@ def cmd_compare(args) -> None:
     print(f"report: {report}")
 
 
+def cmd_predict(args) -> int:
+    from cxr.engines import Predictor
+    from cxr.predict import SKIPPED_EXIT_CODE, format_rows, predict_paths
+
+    if args.out and args.out.exists() and not args.force:
+        raise SystemExit(f"{args.out} already exists; choose another --out or pass --force")
+    predictor = Predictor(args.run, engine=args.engine)
+    rows, skipped = predict_paths(predictor, args.paths, explain_dir=args.explain)
+    text = format_rows(rows, args.format)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"{len(rows)} predictions written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    if skipped:
+        print(f"{len(skipped)} inputs skipped", file=sys.stderr)
+        return SKIPPED_EXIT_CODE
+    return 0
+
+
+def cmd_export(args) -> None:
+    from cxr.export import export_onnx
+
+    print(f"wrote {export_onnx(args.run, force=args.force)} (metadata beside it)")
+
+
 def parser() -> argparse.ArgumentParser:
     from cxr import __version__
 
@@ -103,6 +130,23 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("runs", nargs="+")
     c.add_argument("--out", required=True, help="report folder, e.g. reports/seed")
     c.set_defaults(func=cmd_compare)
+
+    pr = sub.add_parser("predict", help="P(pneumonia) for files, folders and globs (JPEG, PNG, DICOM)",
+                        epilog="exit status: 0 all predicted, 3 some inputs skipped")
+    pr.add_argument("run", type=Path)
+    pr.add_argument("paths", nargs="+", help="files, folders (recursive) or quoted globs")
+    pr.add_argument("--format", choices=["csv", "json"], default="csv")
+    pr.add_argument("--out", type=Path, help="write here instead of standard output")
+    pr.add_argument("--force", action="store_true", help="replace an existing --out file")
+    pr.add_argument("--engine", choices=["keras", "onnx"], default="keras")
+    pr.add_argument("--explain", type=Path, metavar="OUT_DIR", help="write a Grad-CAM PNG per image here")
+    pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="export the model (ONNX) with a metadata file")
+    ex.add_argument("run", type=Path)
+    ex.add_argument("--format", choices=["onnx"], default="onnx")
+    ex.add_argument("--force", action="store_true", help="replace an existing export")
+    ex.set_defaults(func=cmd_export)
     return p
 
 

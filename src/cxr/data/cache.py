@@ -31,12 +31,17 @@ class LoadedImages:
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (path, reason)
 
 
-def _load_one(path: Path, size: int, folder: Path):
+def _load_one(path: Path, size: int, folder: Path | None):
     try:
         data = path.read_bytes()
     except OSError as exc:
         return None, None, f"cannot read file: {exc.strerror or exc}"
     key = content_key(data)
+    if folder is None:  # one-off predictions: decode, do not cache
+        try:
+            return decode(data, size), key, None
+        except ImageError as exc:
+            return None, key, str(exc)
     cached = folder / key[:2] / f"{key}.npy"
     if cached.exists():
         try:
@@ -55,9 +60,11 @@ def _load_one(path: Path, size: int, folder: Path):
     return image, key, None
 
 
-def load_images(paths, size: int, cache_dir: Path | None = None, progress: bool = False) -> LoadedImages:
+def load_images(
+    paths, size: int, cache_dir: Path | None = None, progress: bool = False, use_cache: bool = True
+) -> LoadedImages:
     """Load many files through the cache; bad files are reported (one line each) and skipped."""
-    folder = (cache_dir or cache_root()) / "images" / f"{size}px-v{PREPROCESSING_VERSION}"
+    folder = (cache_dir or cache_root()) / "images" / f"{size}px-v{PREPROCESSING_VERSION}" if use_cache else None
     paths = [Path(p) for p in paths]
     bar = None
     if progress and len(paths) > 200:

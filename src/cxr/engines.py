@@ -1,0 +1,69 @@
+"""Run a trained model on pixels: Keras, or the exported ONNX file with ONNX Runtime."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cxr.run import RunError, load_run
+
+ONNX_FILE, ONNX_META = "model.onnx", "model.onnx.json"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Predictor:
+    """P(pneumonia) for (n, size, size) uint8 images, with the run's size and threshold."""
+
+    def __init__(self, run_dir: Path, engine: str = "keras"):
+        self.run_dir, self.engine = Path(run_dir), engine
+        if engine == "keras":
+            self.model, self.info = load_run(self.run_dir)
+            self._run = lambda x: self.model(x, training=False).numpy()
+        elif engine == "onnx":
+            self.info, self._run = _onnx_session(self.run_dir)
+            self.model = None
+        else:
+            raise RunError(f"unknown engine {engine!r}: use keras or onnx")
+        self.size, self.threshold = int(self.info["size"]), float(self.info["threshold"])
+
+    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        x = np.asarray(images, dtype=np.float32).reshape(-1, self.size, self.size, 1)
+        out = [self._run(x[i: i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def label(self, prob: float) -> str:
+        return self.info["classes"][int(prob >= self.threshold)]
+
+
+def _onnx_session(run_dir: Path):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise RunError("the ONNX engine needs onnxruntime: pip install 'cxr[onnx]'") from None
+    path, meta_path = run_dir / ONNX_FILE, run_dir / ONNX_META
+    if not path.exists() or not meta_path.exists():
+        raise RunError(f"{path}: no exported model; run `cxr export {run_dir} --format onnx` first")
+    try:
+        meta = json.loads(meta_path.read_text())
+        expected = meta["onnx_sha256"]
+        size, threshold, classes = int(meta["size"]), float(meta["threshold"]), list(meta["classes"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunError(f"{meta_path}: invalid metadata ({exc})") from None
+    if file_sha256(path) != expected:
+        raise RunError(f"{path}: its hash does not match {meta_path}; the file was changed after export")
+    if not (0.0 <= threshold <= 1.0) or len(classes) != 2:
+        raise RunError(f"{meta_path}: invalid threshold or labels")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or list(inputs[0].shape[1:]) != [size, size, 1]:
+        raise RunError(f"{path}: expected one input of shape (n, {size}, {size}, 1)")
+    name = inputs[0].name
+    return meta, lambda x: session.run(None, {name: x})[0]

@@ -1,0 +1,49 @@
+"""Export a run's model to ONNX, with a metadata file that lets other programs use it correctly."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cxr import __version__
+from cxr.engines import ONNX_FILE, ONNX_META, file_sha256
+from cxr.run import RunError, load_run, write_json
+
+
+def weights_sha256(model) -> str:
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
+def export_onnx(run_dir: Path, force: bool = False) -> Path:
+    run_dir = Path(run_dir)
+    out = run_dir / ONNX_FILE
+    if out.exists() and not force:
+        raise RunError(f"{out} already exists; pass --force to replace it")
+    model, info = load_run(run_dir)
+    size = int(info["size"])
+    model.predict(np.zeros((1, size, size, 1), np.float32), verbose=0)  # export needs a called model
+    tmp = run_dir / f".{ONNX_FILE}.{os.getpid()}.tmp"
+    try:
+        model.export(str(tmp), format="onnx", verbose=False)
+    except ImportError as exc:
+        raise RunError(f"ONNX export needs tf2onnx and onnx: pip install 'cxr[onnx]' ({exc})") from None
+    os.replace(tmp, out)
+    write_json(run_dir / ONNX_META, {
+        "format": "onnx",
+        "input": {"name": "image", "shape": ["n", size, size, 1], "dtype": "float32"},
+        "preprocessing": "grayscale, squashed to size x size, pixel values 0..255 (the model normalises itself)",
+        "output": "probability of PNEUMONIA, shape (n, 1)",
+        "size": size,
+        "classes": info["classes"],
+        "threshold": info["threshold"],
+        "threshold_rule": info["threshold_rule"],
+        "model": info["model"],
+        "weights_sha256": weights_sha256(model),
+        "onnx_sha256": file_sha256(out),
+        "cxr_version": __version__,
+    })
+    return out

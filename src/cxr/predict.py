@@ -1,0 +1,95 @@
+"""Predict on files, folders (recursive) and globs: one row per image, bad files reported and skipped."""
+
+import csv
+import glob
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+
+from cxr.data.cache import load_images
+from cxr.data.images import decode
+from cxr.data.layout import IMAGE_SUFFIXES
+from cxr.engines import Predictor
+
+log = logging.getLogger(__name__)
+SKIPPED_EXIT_CODE = 3  # some inputs could not be read; the rest were predicted
+
+
+def expand_inputs(inputs) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files as given (any extension: DICOM often has none), image files under folders, glob matches."""
+    files, missing = [], []
+    for item in map(str, inputs):
+        matches = sorted(glob.glob(item, recursive=True)) if glob.has_magic(item) else [item]
+        if not matches:
+            missing.append((Path(item), "no file matches this pattern"))
+        for match in map(Path, matches):
+            if match.is_dir():
+                files += sorted(p for p in match.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            elif match.is_file():
+                files.append(match)
+            else:
+                missing.append((match, "file not found"))
+    return list(dict.fromkeys(files)), missing
+
+
+def predict_paths(predictor: Predictor, inputs, explain_dir: Path | None = None, batch: int = 256):
+    """Rows (dicts) for every readable image, and (path, reason) for every skipped one."""
+    files, skipped = expand_inputs(inputs)
+    rows = []
+    progress = None
+    if len(files) > batch:
+        import keras
+
+        progress = keras.utils.Progbar(len(files), unit_name="image")
+    for start in range(0, len(files), batch):
+        loaded = load_images(files[start: start + batch], predictor.size, use_cache=False)
+        skipped += loaded.skipped
+        probs = predictor.predict(loaded.images)
+        for path, prob in zip(loaded.paths, probs):
+            rows.append({"path": str(path), "probability": round(float(prob), 6),
+                         "label": predictor.label(prob), "threshold": round(predictor.threshold, 6)})
+        if explain_dir is not None and len(loaded.paths):
+            write_explanations(predictor, loaded.images, loaded.paths, probs, explain_dir)
+        if progress is not None:
+            progress.update(min(start + batch, len(files)))
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    return rows, skipped
+
+
+def write_explanations(predictor: Predictor, images, paths, probs, out_dir: Path) -> None:
+    from cxr.explain import GradCam, overlay_png
+
+    if predictor.model is None:
+        raise SystemExit("--explain needs the Keras engine (gradients are not available from ONNX Runtime)")
+    cam = GradCam(predictor.model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(0, len(images), 32):
+        heatmaps, _ = cam.heatmaps(images[i: i + 32])
+        for path, heatmap, prob in zip(paths[i: i + 32], heatmaps, probs[i: i + 32]):
+            display = decode(Path(path).read_bytes(), 384)
+            target = _unique(out_dir / f"{Path(path).stem}_gradcam.png")
+            overlay_png(display, heatmap, target,
+                        f"{Path(path).name}: P(pneumonia) = {prob:.3f} -> {predictor.label(prob)} "
+                        f"(threshold {predictor.threshold:.3f})")
+
+
+def _unique(path: Path) -> Path:
+    """Never overwrite: a second image with the same name gets a numbered file."""
+    n, candidate = 1, path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+    return candidate
+
+
+def format_rows(rows, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["path", "probability", "label", "threshold"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

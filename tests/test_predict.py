@@ -1,0 +1,93 @@
+"""Using a trained model: predict on files, folders, globs and DICOM; Grad-CAM; ONNX export and engine."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import FULLRES, run_cxr
+from cxr.engines import Predictor
+from cxr.predict import SKIPPED_EXIT_CODE
+
+pytestmark = pytest.mark.integration
+
+
+def rows_of(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_predict_folder_glob_and_bad_files(trained_run, tmp_path):
+    bad = tmp_path / "broken.jpeg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    result = run_cxr("predict", trained_run, FULLRES / "NORMAL", str(FULLRES / "PNEUMONIA" / "person2*.jpeg"),
+                     bad, tmp_path / "missing.png")
+    assert result.returncode == SKIPPED_EXIT_CODE
+    rows = rows_of(result.stdout)
+    assert len(rows) == 20 + 2  # all NORMAL, and person26_... and person298_... from the glob
+    assert {r["label"] for r in rows} <= {"NORMAL", "PNEUMONIA"}
+    threshold = json.loads((trained_run / "model.json").read_text())["threshold"]
+    for r in rows:
+        p = float(r["probability"])
+        assert 0 <= p <= 1 and r["label"] == ("PNEUMONIA" if p >= threshold else "NORMAL")
+    assert f"skipped {bad}" in result.stderr and "missing.png: file not found" in result.stderr
+
+
+def test_predict_json_to_a_file_never_overwrites(trained_run, tmp_path):
+    out = tmp_path / "p.json"
+    image = FULLRES / "PNEUMONIA" / "person26_bacteria_127.jpeg"
+    assert run_cxr("predict", trained_run, image, "--format", "json", "--out", out).returncode == 0
+    rows = json.loads(out.read_text())
+    assert rows[0]["path"].endswith("person26_bacteria_127.jpeg") and set(rows[0]) == {
+        "path", "probability", "label", "threshold"}
+    again = run_cxr("predict", trained_run, image, "--out", out)
+    assert again.returncode != 0 and "already exists" in again.stderr
+    assert json.loads(out.read_text()) == rows
+
+
+def test_dicom_of_an_xray_predicts_like_the_same_pixels_as_png(trained_run, tmp_path):
+    from test_dicom import write_dicom
+
+    pixels = np.asarray(Image.open(FULLRES / "NORMAL" / "IM-0217-0001.jpeg").convert("L"))
+    Image.fromarray(pixels).save(tmp_path / "same.png")
+    write_dicom(tmp_path / "same.dcm", pixels.astype(np.uint16) * 16, bits=12)  # 12-bit, no extension needed
+    predictor = Predictor(trained_run)
+    from cxr.predict import predict_paths
+
+    rows, skipped = predict_paths(predictor, [tmp_path / "same.png", tmp_path / "same.dcm"])
+    assert not skipped
+    assert abs(rows[0]["probability"] - rows[1]["probability"]) < 0.02
+
+
+def test_explain_writes_a_gradcam_png_per_image(trained_run, tmp_path):
+    result = run_cxr("predict", trained_run, FULLRES / "PNEUMONIA", "--explain", tmp_path / "cam")
+    assert result.returncode == 0, result.stderr[-2000:]
+    pngs = sorted((tmp_path / "cam").glob("*_gradcam.png"))
+    assert len(pngs) == 20
+    assert Image.open(pngs[0]).size[0] > 400
+
+
+def test_onnx_export_agrees_with_keras_on_real_xrays(trained_run, tmp_path):
+    result = run_cxr("export", trained_run, "--format", "onnx")
+    assert result.returncode == 0, result.stderr[-2000:]
+    meta = json.loads((trained_run / "model.onnx.json").read_text())
+    for key in ("size", "preprocessing", "classes", "threshold", "weights_sha256", "cxr_version"):
+        assert key in meta
+    keras_rows = rows_of(run_cxr("predict", trained_run, FULLRES).stdout)
+    onnx_rows = rows_of(run_cxr("predict", trained_run, FULLRES, "--engine", "onnx").stdout)
+    assert len(keras_rows) == len(onnx_rows) == 40
+    for k, o in zip(keras_rows, onnx_rows):
+        assert k["path"] == o["path"]
+        assert abs(float(k["probability"]) - float(o["probability"])) < 1e-4
+
+    again = run_cxr("export", trained_run)
+    assert again.returncode != 0 and "already exists" in again.stderr
+
+    # A changed ONNX file no longer matches its metadata and is refused.
+    with open(trained_run / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    tampered = run_cxr("predict", trained_run, FULLRES / "NORMAL", "--engine", "onnx")
+    assert tampered.returncode != 0 and "does not match" in tampered.stderr
+    assert run_cxr("export", trained_run, "--force").returncode == 0
