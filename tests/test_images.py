@@ -2,9 +2,9 @@ import io
 
 import numpy as np
 import pytest
-from conftest import write_image
 from PIL import Image
 
+from conftest import write_image
 from cxr.data.cache import load_images
 from cxr.data.images import MAX_PIXELS, ImageError, decode
 

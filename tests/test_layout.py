@@ -1,6 +1,6 @@
 import pytest
-from conftest import make_layout, write_image
 
+from conftest import make_layout, write_image
 from cxr.data.layout import discover, patient_id
 
 

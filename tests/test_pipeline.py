@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from conftest import FULLRES, run_cxr
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FULLRES, run_cxr
 from PIL import Image
 
+from conftest import FULLRES, run_cxr
 from cxr.engines import Predictor
 from cxr.predict import SKIPPED_EXIT_CODE
 

@@ -92,6 +92,18 @@ def cmd_export(args) -> None:
     print(f"wrote {export_onnx(args.run, force=args.force)} (metadata beside it)")
 
 
+def cmd_serve(args) -> None:
+    try:
+        import uvicorn
+
+        from cxr.serve.app import create_app
+    except ImportError:
+        raise SystemExit("serving needs the serve extra: pip install 'cxr[serve]'") from None
+    app = create_app(args.run, engine=args.engine, max_upload=args.max_upload_mb * 2**20)
+    print(f"serving {args.run} on http://{args.host}:{args.port}  (API docs: /docs)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
 def parser() -> argparse.ArgumentParser:
     from cxr import __version__
 
@@ -147,6 +159,14 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=["onnx"], default="onnx")
     ex.add_argument("--force", action="store_true", help="replace an existing export")
     ex.set_defaults(func=cmd_export)
+
+    sv = sub.add_parser("serve", help="web page and JSON API around a trained run")
+    sv.add_argument("run", type=Path)
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--engine", choices=["keras", "onnx"], default="keras")
+    sv.add_argument("--max-upload-mb", type=int, default=20)
+    sv.set_defaults(func=cmd_serve)
     return p
 
 

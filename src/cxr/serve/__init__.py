@@ -1,0 +1,1 @@
+"""HTTP service around a trained run: a web page and a JSON API."""

@@ -1,0 +1,103 @@
+"""FastAPI app: GET / (page), POST /api/predict, GET /api/health, GET /api/model, OpenAPI docs at /docs.
+
+The model is loaded once. Inference runs in the thread pool (sync endpoints), off the event loop.
+Uploads are checked by their bytes, not their names, and size-limited before decoding.
+"""
+
+import base64
+import io
+import threading
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+from PIL import Image
+
+from cxr import __version__
+from cxr.data.images import ImageError, decode, is_dicom
+from cxr.engines import Predictor
+
+DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
+DISPLAY_SIZE = 384
+SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
+
+
+def sniff(data: bytes) -> str | None:
+    """The format by its bytes: jpeg, png, dicom, or None."""
+    if is_dicom(data):
+        return "dicom"
+    return next((kind for magic, kind in SIGNATURES.items() if data.startswith(magic)), None)
+
+
+def _png_base64(array: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def create_app(run_dir: Path, engine: str = "keras", max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
+    predictor = Predictor(Path(run_dir), engine=engine)
+    model_id = f"{predictor.info['model']}@{Path(run_dir).resolve().name}"
+    gradcam_lock = threading.Lock()
+    gradcam = {}
+
+    def explainer():
+        with gradcam_lock:  # built once, on first use
+            if "cam" not in gradcam:
+                from cxr.explain import GradCam
+
+                if predictor.model is None:
+                    raise HTTPException(400, "explanations need the Keras engine")
+                gradcam["cam"] = GradCam(predictor.model)
+            return gradcam["cam"]
+
+    app = FastAPI(title="cxr", version=__version__,
+                  description="Pneumonia probability for a pediatric chest X-ray. Not a diagnosis.")
+
+    @app.exception_handler(HTTPException)
+    async def json_error(_, exc: HTTPException):
+        return JSONResponse({"error": exc.detail, "status": exc.status_code}, status_code=exc.status_code)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page():
+        return resources.files("cxr.serve").joinpath("page.html").read_text()
+
+    @app.get("/api/health")
+    def health():
+        return {"status": "ok", "model": model_id}
+
+    @app.get("/api/model")
+    def model_info():
+        info = predictor.info
+        return {"id": model_id, "model": info["model"], "size": info["size"], "classes": info["classes"],
+                "threshold": info["threshold"], "threshold_rule": info.get("threshold_rule"),
+                "weights": info.get("weights_note"), "engine": engine, "cxr_version": __version__,
+                "max_upload_bytes": max_upload}
+
+    @app.post("/api/predict")
+    def predict(file: UploadFile = File(..., description="a chest X-ray: JPEG, PNG or DICOM"),
+                explain: bool = Query(False, description="add a Grad-CAM heatmap (PNG, base64)")):
+        data = file.file.read(max_upload + 1)
+        if len(data) > max_upload:
+            raise HTTPException(413, f"upload is over the {max_upload // 2**20} MB limit")
+        kind = sniff(data)
+        if kind is None:
+            raise HTTPException(415, f"{file.filename or 'upload'} is not a JPEG, PNG or DICOM image (by its content)")
+        try:
+            image = decode(data, predictor.size)
+        except ImageError as exc:
+            raise HTTPException(422, f"{file.filename or 'upload'}: {exc}") from None
+        prob = float(predictor.predict(image[None])[0])
+        result = {"probability": round(prob, 6), "label": predictor.label(prob),
+                  "threshold": round(predictor.threshold, 6), "model": model_id, "format": kind}
+        if explain:
+            from cxr.explain import heatmap_rgba
+
+            heatmap, _ = explainer().heatmaps(image[None])
+            result["image_png"] = _png_base64(decode(data, DISPLAY_SIZE))
+            result["heatmap_png"] = _png_base64(heatmap_rgba(heatmap[0], DISPLAY_SIZE))
+        return result
+
+    return app
