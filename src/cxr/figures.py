@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.metrics import roc_curve
+from sklearn.metrics import auc, roc_curve
 
 from cxr import CLASSES
 
@@ -35,28 +35,31 @@ def sample_images(images: np.ndarray, labels: np.ndarray, path: Path, per_class:
     return save(fig, path)
 
 
-def training_curves(history: dict, path: Path, title: str = "") -> Path:
+def draw_curves(axes, history: dict, title: str = "") -> None:
+    """Loss and accuracy, train vs validation, on a pair of axes; the best epoch marked."""
     epochs = np.arange(1, len(history["loss"]) + 1)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         if metric not in history:
             continue
         ax.plot(epochs, history[metric], label="train")
         ax.plot(epochs, history[f"val_{metric}"], label="validation")
+        ax.set_title(f"{title} {metric}".strip(), fontsize=10)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     best = int(np.argmin(history["val_loss"])) + 1
     axes[0].axvline(best, color="gray", ls="--", lw=1)
     axes[0].annotate(f"best epoch {best}", (best, axes[0].get_ylim()[1]), fontsize=8, va="top", ha="left")
-    fig.suptitle(f"Training curves {title}".strip(), fontsize=12)
+
+
+def training_curves(history: dict, path: Path, title: str = "") -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    draw_curves(axes, history, title)
     return save(fig, path)
 
 
-def confusion_matrix(cm, path: Path, title: str = "") -> Path:
+def draw_confusion(ax, cm, title: str) -> None:
     cm = np.asarray(cm)
-    fig, ax = plt.subplots(figsize=(3.8, 3.4))
     ax.imshow(cm, cmap="Blues")
     for (i, j), value in np.ndenumerate(cm):
         share = value / max(cm[i].sum(), 1)
@@ -64,7 +67,12 @@ def confusion_matrix(cm, path: Path, title: str = "") -> Path:
                 color="white" if value > cm.max() / 2 else "black", fontsize=11)
     ax.set_xticks([0, 1], [f"pred {c}" for c in CLASSES], fontsize=8)
     ax.set_yticks([0, 1], [f"true {c}" for c in CLASSES], fontsize=8)
-    ax.set_title(title or "Confusion matrix", fontsize=11)
+    ax.set_title(title, fontsize=10)
+
+
+def confusion_matrix(cm, path: Path, title: str = "Confusion matrix") -> Path:
+    fig, ax = plt.subplots(figsize=(3.8, 3.4))
+    draw_confusion(ax, cm, title)
     return save(fig, path)
 
 
@@ -73,8 +81,6 @@ def roc_curves(curves: dict, path: Path, title: str = "ROC curve") -> Path:
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
     for name, (labels, probs, threshold) in curves.items():
         fpr, tpr, _ = roc_curve(labels, probs)
-        from sklearn.metrics import auc
-
         line, = ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
         predicted = np.asarray(probs) >= threshold
         labels = np.asarray(labels)

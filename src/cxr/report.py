@@ -58,30 +58,15 @@ def _table(runs: list[dict]) -> str:
 def _curves_figure(runs, path: Path) -> Path:
     fig, axes = plt.subplots(len(runs), 2, figsize=(10, 3.0 * len(runs)), squeeze=False)
     for row, r in zip(axes, runs):
-        h = r["history"]
-        epochs = np.arange(1, len(h["loss"]) + 1)
-        for ax, metric in zip(row, ("loss", "accuracy")):
-            ax.plot(epochs, h[metric], label="train")
-            ax.plot(epochs, h[f"val_{metric}"], label="validation")
-            ax.set_title(f"{r['name']}: {metric}", fontsize=10)
-            ax.set_xlabel("epoch")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+        figures.draw_curves(row, r["history"], f"{r['name']}:")
     fig.tight_layout()
     return figures.save(fig, path)
 
 
 def _confusion_figure(runs, path: Path) -> Path:
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.6 * len(runs), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.8 * len(runs), 3.4), squeeze=False)
     for ax, r in zip(axes[0], runs):
-        cm = np.asarray(r["metrics"]["confusion_matrix"])
-        ax.imshow(cm, cmap="Blues")
-        for (i, j), value in np.ndenumerate(cm):
-            ax.text(j, i, f"{value}\n({value / max(cm[i].sum(), 1):.0%})", ha="center", va="center",
-                    color="white" if value > cm.max() / 2 else "black")
-        ax.set_xticks([0, 1], ["pred NORMAL", "pred PNEUMONIA"], fontsize=7)
-        ax.set_yticks([0, 1], ["true NORMAL", "true PNEUMONIA"], fontsize=7)
-        ax.set_title(f"{r['name']} (t={r['metrics']['threshold']:.2f})", fontsize=10)
+        figures.draw_confusion(ax, r["metrics"]["confusion_matrix"], f"{r['name']} (t={r['metrics']['threshold']:.2f})")
     fig.tight_layout()
     return figures.save(fig, path)
 

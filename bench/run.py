@@ -1,0 +1,270 @@
+"""Benchmarks against the peer (the seed's pipeline in idiomatic Keras), run back to back on this machine.
+
+Not tests: nothing here asserts a time. Each figure is the median of --repeats runs, with min and max.
+Writes bench/results.json and prints one table of ratios (cxr / peer).
+
+    make bench                      # everything, including `make demo` wall time and peak memory
+    .venv/bin/python bench/run.py --skip demo,load --repeats 3
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+PEER = ROOT / ".." / "shared" / "bench" / "peer_keras.py"
+PEER_VENV = ROOT / ".venv-peer"
+PEER_PACKAGES = ["tensorflow-cpu==2.21.0", "keras==3.15.1"]  # the same versions cxr uses: a fair comparison
+
+
+def stats(values) -> dict:
+    values = list(values)
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+
+
+def timed(fn, repeats: int) -> dict:
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return stats(out)
+
+
+def ensure_peer_venv() -> Path:
+    python = PEER_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True)
+    return python
+
+
+def bench_peer(train_dir: Path, repeats: int, epochs: int) -> dict:
+    python = ensure_peer_venv()
+    runs = []
+    for _ in range(repeats):
+        result = subprocess.run([str(python), str(PEER), str(train_dir), "--epochs", str(epochs)],
+                                capture_output=True, text=True, check=True)
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    return {
+        "train_images_per_s": stats(r["train_images_per_s"] for r in runs),
+        "infer_images_per_s": stats(r["infer_images_per_s"] for r in runs),
+        "load_decode_s": stats(r["load_decode_s"] for r in runs),
+        "raw": runs,
+    }
+
+
+def load_train_images(train_dir: Path, cache_dir: Path | None = None):
+    import numpy as np
+
+    from cxr.data.cache import load_images
+    from cxr.data.layout import discover
+
+    records = [r for r in discover(train_dir.parent) if r.given_split == "train"]
+    loaded = load_images([r.path for r in records], 128, cache_dir=cache_dir)
+    label_of = {r.path: r.label for r in records}
+    return loaded.images[..., None].astype("float32"), np.array([label_of[p] for p in loaded.paths])
+
+
+def bench_train(x, y, precision: str, repeats: int, epochs: int) -> dict:
+    import keras
+
+    from cxr.models import build
+    from cxr.train import _compile
+
+    keras.mixed_precision.set_global_policy(precision)
+    keras.utils.set_random_seed(0)
+    model = build("cnn", 128).model
+    _compile(model, 1e-3)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # warm-up epoch (graph tracing), as the peer does
+    seconds = timed(lambda: model.fit(x, y, batch_size=32, epochs=epochs, verbose=0), repeats)
+    keras.mixed_precision.set_global_policy("float32")
+    per_s = [len(x) * epochs / s for s in seconds["runs"]]
+    return {"train_images_per_s": stats(per_s), "epoch_s": stats(s / epochs for s in seconds["runs"])}
+
+
+def bench_inference(run_dir: Path, x, repeats: int) -> dict:
+    """Throughput on all train images and warm single-image latency, Keras and ONNX Runtime."""
+    import numpy as np
+
+    from cxr.engines import Predictor
+    from cxr.export import export_onnx
+
+    if not (run_dir / "model.onnx").exists():
+        export_onnx(run_dir)
+    out = {}
+    for engine in ("keras", "onnx"):
+        predictor = Predictor(run_dir, engine=engine)
+        predictor.predict(x[:256], batch_size=256)
+        seconds = timed(lambda p=predictor: p.predict(x, batch_size=256), repeats)
+        one = x[:1]
+        for _ in range(10):
+            predictor.predict(one)
+        latencies = []
+        for _ in range(200):
+            start = time.perf_counter()
+            predictor.predict(one)
+            latencies.append((time.perf_counter() - start) * 1000)
+        out[engine] = {"infer_images_per_s": stats(len(x) / s for s in seconds["runs"]),
+                       "single_image_ms": {"median": float(np.median(latencies)),
+                                           "p95": float(np.percentile(latencies, 95))}}
+    return out
+
+
+def bench_decode(train_dir: Path, repeats: int) -> dict:
+    from cxr.data.cache import load_images
+    from cxr.data.layout import discover
+
+    paths = [r.path for r in discover(train_dir.parent)]
+    cold, warm = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as cache:
+            start = time.perf_counter()
+            load_images(paths, 128, cache_dir=Path(cache))
+            cold.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            load_images(paths, 128, cache_dir=Path(cache))
+            warm.append(time.perf_counter() - start)
+    return {"images": len(paths), "cold_s": stats(cold), "warm_s": stats(warm)}
+
+
+def bench_transfer(x, y, head_epochs: int, sample: int) -> dict:
+    """VGG16 frozen base, head to convergence: cached features vs running the base every epoch.
+
+    The every-epoch approach is timed for one epoch on `sample` images and scaled to the full set and to
+    the number of epochs the head needed (a full run would take hours here).
+    """
+    import keras
+
+    from cxr.models import build
+    from cxr.train import _compile, resolve_precision
+
+    precision = resolve_precision("auto")
+    keras.mixed_precision.set_global_policy(precision)
+    built = build("vgg16", 128)
+    start = time.perf_counter()
+    features = built.features.predict(x, batch_size=64, verbose=0)
+    feature_s = time.perf_counter() - start
+    _compile(built.head, 1e-3)
+    built.head.fit(features[:64], y[:64], epochs=1, verbose=0)
+    start = time.perf_counter()
+    built.head.fit(features, y, batch_size=32, epochs=head_epochs, verbose=0)
+    head_s = time.perf_counter() - start
+    cached_total = feature_s + head_s
+
+    every = build("vgg16", 128).model
+    _compile(every, 1e-3)
+    every.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)
+    start = time.perf_counter()
+    every.fit(x[:sample], y[:sample], batch_size=32, epochs=1, verbose=0)
+    epoch_s = (time.perf_counter() - start) * len(x) / sample
+    keras.mixed_precision.set_global_policy("float32")
+    return {"precision": precision, "images": len(x), "head_epochs": head_epochs,
+            "cached": {"feature_s": feature_s, "head_s": head_s, "total_s": cached_total},
+            "every_epoch": {"epoch_s_estimated": epoch_s, "total_s_estimated": epoch_s * head_epochs,
+                            "timed_on_images": sample},
+            "speedup": epoch_s * head_epochs / cached_total}
+
+
+def bench_demo() -> dict:
+    start = time.perf_counter()
+    subprocess.run(["make", "demo"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest single process
+    return {"wall_s": wall, "peak_rss_gb": peak_kb / 2**20}
+
+
+def row(name, cxr_value, peer_value=None, unit="", better="higher"):
+    ratio = f"{cxr_value / peer_value:.2f}x" if peer_value else ""
+    peer = f"{peer_value:,.1f}" if peer_value else ""
+    return f"| {name} | {cxr_value:,.1f} {unit} | {peer} | {ratio} |"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "chest_xray")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=2, help="timed training epochs per repeat")
+    p.add_argument("--run", type=Path, default=ROOT / "runs" / "demo" / "cnn", help="trained run for inference")
+    p.add_argument("--skip", default="", help="comma list of: peer,train,infer,decode,transfer,demo,load")
+    args = p.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    train_dir = (args.data / "train").resolve()
+    results = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                           "python": platform.python_version()}, "repeats": args.repeats}
+    if "demo" not in skip:
+        print("make demo ...", flush=True)
+        results["demo"] = bench_demo()
+    if "peer" not in skip:
+        print("peer ...", flush=True)
+        results["peer"] = bench_peer(train_dir, args.repeats, args.epochs)
+    x, y = load_train_images(train_dir)
+    if "train" not in skip:
+        for precision in ("float32", "mixed_bfloat16"):
+            print(f"cxr training, {precision} ...", flush=True)
+            results[f"train_{precision}"] = bench_train(x, y, precision, args.repeats, args.epochs)
+    if "infer" not in skip and (args.run / "model.keras").exists():
+        print("inference ...", flush=True)
+        results["inference"] = bench_inference(args.run, x, args.repeats)
+    if "decode" not in skip:
+        print("decoding ...", flush=True)
+        results["decode"] = bench_decode(train_dir, args.repeats)
+    if "transfer" not in skip:
+        print("transfer learning ...", flush=True)
+        results["transfer"] = bench_transfer(x, y, head_epochs=30, sample=512)
+    if "load" not in skip and (args.run / "model.keras").exists():
+        print("service load test ...", flush=True)
+        from load import load_test
+
+        results["load"] = load_test(args.run)
+
+    out = ROOT / "bench" / "results.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(format_table(results))
+    print(f"\nfull results: {out}")
+
+
+def format_table(r: dict) -> str:
+    peer = r.get("peer", {})
+    peer_train = peer.get("train_images_per_s", {}).get("median")
+    peer_infer = peer.get("infer_images_per_s", {}).get("median")
+    lines = ["| measure | cxr | peer | cxr / peer |", "|---|---|---|---|"]
+    for precision in ("float32", "mixed_bfloat16"):
+        if f"train_{precision}" in r:
+            lines.append(row(f"seed CNN training, {precision} (img/s)",
+                             r[f"train_{precision}"]["train_images_per_s"]["median"], peer_train))
+    for engine, v in r.get("inference", {}).items():
+        lines.append(row(f"inference, {engine} (img/s)", v["infer_images_per_s"]["median"], peer_infer))
+        lines.append(row(f"single-image latency, {engine} (ms, warm)", v["single_image_ms"]["median"]))
+    if "decode" in r:
+        d = r["decode"]
+        lines.append(row(f"decode {d['images']} images, cold (s)", d["cold_s"]["median"],
+                         peer.get("load_decode_s", {}).get("median")))
+        lines.append(row(f"decode {d['images']} images, warm cache (s)", d["warm_s"]["median"]))
+    if "transfer" in r:
+        t = r["transfer"]
+        lines.append(row("VGG16 transfer, cached features, end to end (s)", t["cached"]["total_s"]))
+        lines.append(row("VGG16 transfer, base every epoch, end to end (s, est.)",
+                         t["every_epoch"]["total_s_estimated"]))
+        lines.append(f"| transfer speed-up, cached features | {t['speedup']:.1f}x | | |")
+    if "demo" in r:
+        lines.append(row("make demo wall time (s)", r["demo"]["wall_s"]))
+        lines.append(row("make demo peak RSS (GB)", r["demo"]["peak_rss_gb"]))
+    for clients, v in r.get("load", {}).items():
+        lines.append(f"| service, {clients} clients | {v['requests_per_s']:.1f} req/s, p50 {v['p50_ms']:.0f} ms, "
+                     f"p95 {v['p95_ms']:.0f} ms, {v['errors']} errors | | |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    main()

@@ -1,0 +1,33 @@
+"""The comparison report from real runs: one table, figures, and a self-contained HTML page."""
+
+import json
+import re
+import shutil
+
+import pytest
+
+from conftest import run_cxr
+
+pytestmark = pytest.mark.integration
+
+
+def test_compare_writes_markdown_and_self_contained_html(trained_run, tmp_path):
+    second = tmp_path / "cnn_copy"
+    shutil.copytree(trained_run, second)
+    out = tmp_path / "report"
+    result = run_cxr("compare", trained_run, second, "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    table = (out / "table.md").read_text()
+    assert table.count("\n") == 4  # header, rule, one row per run
+    assert "cnn_copy" in table and "roc_auc" in table
+    html = (out / "report.html").read_text()
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == 3  # curves, confusion matrices, ROC
+    assert not re.search(r'(src|href)="https?://', html)  # opens offline
+    assert "Model summaries" in html and "conv3" in html
+    for name in ("training_curves", "confusion_matrices", "roc_curves"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+    assert "report.md" not in result.stderr
+    assert (out / "best_run.txt").read_text().strip() in (str(trained_run), str(second))
+    rows = json.loads((out / "comparison.json").read_text())
+    assert [r["model"] for r in rows] == ["cnn", "cnn"]
