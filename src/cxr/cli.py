@@ -40,6 +40,7 @@ def cmd_train(args) -> None:
     run_dir = train(cfg, resume=bool(args.resume))
     report = evaluate_run(run_dir)
     training = json.loads((run_dir / "training.json").read_text())
+    print(f"split: {training['split_note']}; {training['images']}")
     print(f"{cfg.model}: {training['epochs_run']} epochs, {training['epoch_seconds_mean']:.1f} s/epoch, "
           f"{training['train_seconds']:.0f} s training")
     print(f"test: {_headline(report)}")

@@ -25,7 +25,7 @@ def cached_features(built, images: np.ndarray, cfg) -> np.ndarray:
     if path.exists():
         return np.load(path).astype(np.float32)
     log.info("computing %s features for %d images (once; cached at %s)", cfg.model, len(images), path)
-    features = built.features.predict(images.astype(np.float32), batch_size=64, verbose=2)
+    features = built.features.predict(images, batch_size=32, verbose=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
