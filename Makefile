@@ -29,8 +29,8 @@ setup-dev: $(VENV)/.installed-dev
 # The main job: the seed's three models on the default data, then the comparison report.
 demo: setup
 	rm -rf $(RUNS) && mkdir -p $(RUNS)
-	$(BIN)/cxr -q train --model cnn     --out $(RUNS)/cnn     --epochs 40 --patience 20
-	$(BIN)/cxr -q train --model cnn_aug --out $(RUNS)/cnn_aug --epochs 40 --patience 20
+	$(BIN)/cxr -q train --model cnn     --out $(RUNS)/cnn     --epochs 100 --patience 20
+	$(BIN)/cxr -q train --model cnn_aug --out $(RUNS)/cnn_aug --epochs 60  --patience 20
 	$(BIN)/cxr -q train --model vgg16   --out $(RUNS)/vgg16   --epochs 100 --patience 20
 	$(BIN)/cxr -q compare $(RUNS)/cnn $(RUNS)/cnn_aug $(RUNS)/vgg16 --out $(REPORT)
 
@@ -41,7 +41,7 @@ lint: setup-dev
 	$(BIN)/ruff check src tests bench
 
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 serve: setup
 	$(BIN)/cxr serve $$(cat $(REPORT)/best_run.txt)
