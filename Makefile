@@ -28,7 +28,9 @@ setup-dev: $(VENV)/.installed-dev
 
 # The main job: the seed's three models on the default data, then the comparison report.
 demo: setup
-	rm -rf $(RUNS) && mkdir -p $(RUNS)
+	@if [ -d $(RUNS) ]; then rm -rf $(RUNS).previous && mv $(RUNS) $(RUNS).previous && \
+		echo "the previous demo runs are kept in $(RUNS).previous"; fi
+	mkdir -p $(RUNS)
 	$(BIN)/cxr -q train --model cnn     --out $(RUNS)/cnn     --epochs 100 --patience 20
 	$(BIN)/cxr -q train --model cnn_aug --out $(RUNS)/cnn_aug --epochs 60  --patience 20
 	$(BIN)/cxr -q train --model vgg16   --out $(RUNS)/vgg16   --epochs 100 --patience 20

@@ -80,3 +80,15 @@ def test_a_model_file_carrying_a_lambda_layer_is_refused(tmp_path):
     tampered.save(tmp_path / "model.keras")
     with pytest.raises(RunError, match="Lambda"):
         load_keras_model(tmp_path / "model.keras")
+
+
+def test_vgg19_loads_a_user_weights_file(tmp_path):
+    """Offline, VGG19 takes its ImageNet weights from a Keras weights file the user gives (--weights)."""
+    source = keras.applications.VGG19(weights=None, include_top=False, input_shape=(64, 64, 3))
+    path = tmp_path / "vgg19_notop.weights.h5"
+    source.save_weights(path)
+    built = build("vgg19", 64, weights=str(path))
+    base = next(layer for layer in built.features.layers if isinstance(layer, keras.Model))
+    for a, b in zip(base.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert path.name in built.weights_note

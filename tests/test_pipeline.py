@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from conftest import FULLRES, run_cxr
@@ -79,3 +80,28 @@ def test_training_resumes_after_the_process_is_killed(real_subset, tmp_path):
     assert history_epochs(run) == list(range(12))  # every epoch exactly once, none repeated
     assert (run / "model.keras").is_file() and (run / "metrics.json").is_file()
     assert json.loads((run / "config.json").read_text())["epochs"] == 12
+
+
+def test_transfer_model_trains_on_cached_features_then_fine_tunes(real_subset, tmp_path):
+    run = tmp_path / "vgg16"
+    result = cxr("train", "--model", "vgg16", "--data", real_subset, "--out", run, "--epochs", 2, "--size", 48,
+                 "--fine-tune", 2, "--split", "pooled")
+    assert result.returncode == 0, result.stderr[-3000:]
+    training = json.loads((run / "training.json").read_text())
+    assert training["feature_seconds"] > 0
+    assert history_epochs(run) == [0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]  # head, then fine-tuning (10 epochs)
+    info = json.loads((run / "model.json").read_text())
+    assert "VGG16" in info["weights_note"]
+    # Fine-tuning trained the last two convolutions: they differ from the ImageNet weights now.
+    import keras
+
+    from cxr.run import load_keras_model
+
+    model = load_keras_model(run / "model.keras")
+    base = model.get_layer("vgg16")
+    fresh = keras.applications.VGG16(weights=None, include_top=False, input_shape=(48, 48, 3))
+    from cxr.models.pretrained import load_base_weights
+
+    load_base_weights("vgg16", fresh)
+    changed = [not np.array_equal(a, b) for a, b in zip(base.get_weights(), fresh.get_weights())]
+    assert changed[-4:] == [True] * 4 and not any(changed[:-4])

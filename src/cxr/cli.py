@@ -35,7 +35,8 @@ def cmd_train(args) -> None:
             model=args.model, data=str(args.data or default_data_dir()), out=str(args.out), split=args.split,
             size=args.size, epochs=args.epochs, patience=args.patience, seed=args.seed,
             batch_size=args.batch_size, learning_rate=args.lr, class_weight=args.class_weight,
-            precision=args.precision, fine_tune=args.fine_tune, weights=args.weights,
+            precision=args.precision, fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
+            weights=args.weights,
         )
     run_dir = train(cfg, resume=bool(args.resume))
     report = evaluate_run(run_dir)
@@ -117,7 +118,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default="cnn", help="cnn, cnn_aug, vgg16, vgg19, xception")
     t.add_argument("--data", type=Path, help="Kaggle-layout folder (default: $CXR_DATA or the shared data)")
     t.add_argument("--out", type=Path, help="new run folder, e.g. runs/cnn")
-    t.add_argument("--resume", type=Path, metavar="RUN", help="continue a killed run from its last epoch")
+    t.add_argument("--resume", type=Path, metavar="RUN",
+                   help="continue a killed run from its last epoch (settings come from its config.json)")
     t.add_argument("--split", choices=["official", "pooled"], default="official")
     t.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     t.add_argument("--epochs", type=int, default=100, help="most epochs (early stopping usually ends sooner)")
@@ -130,6 +132,7 @@ def parser() -> argparse.ArgumentParser:
                    help="auto: mixed_bfloat16 where the CPU has bfloat16 instructions, else float32")
     t.add_argument("--fine-tune", type=int, default=0, metavar="N",
                    help="transfer models: then unfreeze the last N conv layers and train on at a low rate")
+    t.add_argument("--fine-tune-epochs", type=int, default=10, help="epochs of fine-tuning (default 10)")
     t.add_argument("--weights", help="pretrained weights file for the base (needed offline for vgg19)")
     t.set_defaults(func=cmd_train)
 
