@@ -77,18 +77,23 @@ def confusion_matrix(cm, path: Path, title: str = "Confusion matrix") -> Path:
 
 
 def roc_curves(curves: dict, path: Path, title: str = "ROC curve") -> Path:
-    """curves: name -> (labels, probs, threshold)."""
-    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    """curves: name -> (labels, probs, threshold). Full curve, and the top-left corner where models differ."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.4))
     for name, (labels, probs, threshold) in curves.items():
+        labels, probs = np.asarray(labels), np.asarray(probs)
         fpr, tpr, _ = roc_curve(labels, probs)
-        line, = ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
-        predicted = np.asarray(probs) >= threshold
-        labels = np.asarray(labels)
-        ax.plot(predicted[labels == 0].mean(), predicted[labels == 1].mean(), "o", color=line.get_color())
-    ax.plot([0, 1], [0, 1], color="gray", ls=":", lw=1)
-    ax.set_xlabel("1 - specificity (false positive rate)")
-    ax.set_ylabel("sensitivity (true positive rate)")
-    ax.set_title(title + " (dot: chosen threshold)", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
+        predicted = probs >= threshold
+        for ax in axes:
+            line, = ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+            ax.plot(predicted[labels == 0].mean(), predicted[labels == 1].mean(), "o", color=line.get_color())
+    axes[0].plot([0, 1], [0, 1], color="gray", ls=":", lw=1)
+    axes[1].set_xlim(-0.005, 0.2)
+    axes[1].set_ylim(0.8, 1.005)
+    for ax, part in zip(axes, ("", " (zoomed)")):
+        ax.set_xlabel("1 - specificity (false positive rate)")
+        ax.set_ylabel("sensitivity (true positive rate)")
+        ax.set_title(f"{title}{part}; dot: chosen threshold", fontsize=10)
+        ax.legend(loc="lower right", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
     return save(fig, path)
