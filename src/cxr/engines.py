@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr.run import RunError, load_run
+from cxr.train import resolve_precision
 
 ONNX_FILE, ONNX_META = "model.onnx", "model.onnx.json"
 
@@ -22,14 +23,16 @@ def file_sha256(path: Path) -> str:
 class Predictor:
     """P(pneumonia) for (n, size, size) uint8 images, with the run's size and threshold."""
 
-    def __init__(self, run_dir: Path, engine: str = "keras"):
+    def __init__(self, run_dir: Path, engine: str = "keras", precision: str = "float32"):
         self.run_dir, self.engine = Path(run_dir), engine
         if engine == "keras":
             self.model, self.info = load_run(self.run_dir)
-            self._run = lambda x: self.model(x, training=False).numpy()
+            self.precision = resolve_precision(precision)
+            fast = _bfloat16_copy(self.model, self.info) if self.precision == "mixed_bfloat16" else self.model
+            self._run = _compiled(fast, int(self.info["size"]))
         elif engine == "onnx":
             self.info, self._run = _onnx_session(self.run_dir)
-            self.model = None
+            self.model, self.precision = None, "float32"
         else:
             raise RunError(f"unknown engine {engine!r}: use keras or onnx")
         self.size, self.threshold = int(self.info["size"]), float(self.info["threshold"])
@@ -41,6 +44,31 @@ class Predictor:
 
     def label(self, prob: float) -> str:
         return self.info["classes"][int(prob >= self.threshold)]
+
+
+def _bfloat16_copy(model, info: dict):
+    """The same weights computing in bfloat16 (3x faster where the CPU has AMX/AVX-512 BF16; probabilities
+    move by about 1e-3). `self.model` stays float32 for Grad-CAM."""
+    import keras
+
+    from cxr.models import build
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        copy = build(info["model"], int(info["size"]), pretrained=False).model
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _compiled(model, size: int):
+    """The model as one TensorFlow graph: eager layer-by-layer calls are 10x slower for one image."""
+    import tensorflow as tf
+
+    graph = tf.function(lambda x: model(x, training=False),
+                        input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)])
+    return lambda x: graph(x).numpy()
 
 
 def _onnx_session(run_dir: Path):

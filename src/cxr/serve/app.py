@@ -37,8 +37,9 @@ def _png_base64(array: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def create_app(run_dir: Path, engine: str = "keras", max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
-    predictor = Predictor(Path(run_dir), engine=engine)
+def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
+               max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
+    predictor = Predictor(Path(run_dir), engine=engine, precision=precision)
     model_id = f"{predictor.info['model']}@{Path(run_dir).resolve().name}"
     gradcam_lock = threading.Lock()
     gradcam = {}
@@ -73,7 +74,8 @@ def create_app(run_dir: Path, engine: str = "keras", max_upload: int = DEFAULT_M
         info = predictor.info
         return {"id": model_id, "model": info["model"], "size": info["size"], "classes": info["classes"],
                 "threshold": info["threshold"], "threshold_rule": info.get("threshold_rule"),
-                "weights": info.get("weights_note"), "engine": engine, "cxr_version": __version__,
+                "weights": info.get("weights_note"), "engine": engine, "precision": predictor.precision,
+                "cxr_version": __version__,
                 "max_upload_bytes": max_upload}
 
     @app.post("/api/predict")
