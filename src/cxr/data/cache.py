@@ -52,20 +52,56 @@ def _load_one(path: Path, size: int, folder: Path | None):
         image = decode(data, size)
     except ImageError as exc:
         return None, key, str(exc)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")  # duplicates decode at once
-    with open(tmp, "wb") as f:
-        np.save(f, image)
-    os.replace(tmp, cached)  # atomic: a killed run never leaves half an entry
+    _save_atomically(cached, image)
     return image, key, None
+
+
+def _file_key(path: Path) -> str | None:
+    try:
+        return content_key(path.read_bytes())
+    except OSError:
+        return None
+
+
+def _set_path(folder: Path, keys: list[str]) -> Path:
+    return folder / "sets" / f"{hashlib.sha256(chr(10).join(keys).encode()).hexdigest()[:32]}.npy"
 
 
 def load_images(
     paths, size: int, cache_dir: Path | None = None, progress: bool = False, use_cache: bool = True
 ) -> LoadedImages:
-    """Load many files through the cache; bad files are reported (one line each) and skipped."""
+    """Load many files through the cache; bad files are reported (one line each) and skipped.
+
+    Besides one entry per image, a set that loaded whole is also stored as one array: thousands of
+    small file reads cost more than decoding a small JPEG, so a warm load of a whole set is one read.
+    """
     folder = (cache_dir or cache_root()) / "images" / f"{size}px-v{PREPROCESSING_VERSION}" if use_cache else None
     paths = [Path(p) for p in paths]
+    if folder is not None and paths:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            file_keys = list(pool.map(_file_key, paths))
+        whole_set = _set_path(folder, file_keys) if None not in file_keys else None
+        if whole_set is not None and whole_set.exists():
+            try:
+                return LoadedImages(np.load(whole_set), paths, dict(zip(paths, file_keys)))
+            except (OSError, ValueError):
+                pass  # damaged: rebuilt below
+        loaded = _load_each(paths, size, folder, progress)
+        if whole_set is not None and not loaded.skipped:
+            _save_atomically(whole_set, loaded.images)
+        return loaded
+    return _load_each(paths, size, folder, progress)
+
+
+def _save_atomically(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")  # duplicates may decode at once
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)  # atomic: a killed run never leaves half an entry
+
+
+def _load_each(paths: list[Path], size: int, folder: Path | None, progress: bool) -> LoadedImages:
     bar = None
     if progress and len(paths) > 200:
         import keras
