@@ -91,3 +91,12 @@ def test_onnx_export_agrees_with_keras_on_real_xrays(trained_run, tmp_path):
     tampered = run_cxr("predict", trained_run, FULLRES / "NORMAL", "--engine", "onnx")
     assert tampered.returncode != 0 and "does not match" in tampered.stderr
     assert run_cxr("export", trained_run, "--force").returncode == 0
+
+
+def test_bfloat16_inference_stays_close_to_float32(trained_run):
+    from cxr.data.cache import load_images
+
+    images = load_images(sorted((FULLRES / "NORMAL").iterdir())[:8], 64, use_cache=False).images
+    exact = Predictor(trained_run).predict(images)
+    fast = Predictor(trained_run, precision="mixed_bfloat16").predict(images)
+    np.testing.assert_allclose(fast, exact, atol=2e-2)

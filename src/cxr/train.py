@@ -26,7 +26,7 @@ from cxr import CLASSES, __version__
 from cxr.data.dataset import Prepared, prepare
 from cxr.evaluate import THRESHOLD_RULE, choose_threshold
 from cxr.features import cached_features
-from cxr.models import Built, build
+from cxr.models import Built, build, copy_in_precision
 from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_keras_model, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -157,16 +157,6 @@ def _truncate_history(path: Path, rows: int) -> None:
     path.write_text("".join(lines[: rows + 1]))
 
 
-def _float32_copy(built: Built, cfg: TrainConfig) -> keras.Model:
-    """The trained model rebuilt in float32: saved models predict and export the same on any CPU."""
-    if cfg.precision == "float32":
-        return built.model
-    keras.mixed_precision.set_global_policy("float32")
-    copy = build(cfg.model, cfg.size, weights=cfg.weights, pretrained=False).model
-    copy.set_weights(built.model.get_weights())
-    return copy
-
-
 def _unfreeze_last_convs(built: Built, n: int) -> None:
     base = next(layer for layer in built.features.layers if isinstance(layer, keras.Model))
     base.trainable = True
@@ -216,7 +206,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
              val_part.images, val_part.labels, cfg, "fine_tune", cfg.fine_tune_epochs,
              cfg.learning_rate / 100, state)
 
-    final = _float32_copy(built, cfg)
+    final = built.model
+    if cfg.precision != "float32":  # saved in float32: it predicts and exports the same on any CPU
+        final = copy_in_precision(cfg.model, cfg.size, built.model, "float32")
+    keras.mixed_precision.set_global_policy("float32")
     final.save(run_dir / MODEL_FILE)
     (run_dir / "summary.txt").write_text(_summary(final))
     val_probs = predict_probs(final, val_part.images)

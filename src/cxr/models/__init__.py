@@ -45,5 +45,17 @@ def build(name: str, size: int = 128, **options) -> Built:
     return _REGISTRY[name](size=size, **options)
 
 
+def copy_in_precision(name: str, size: int, model: keras.Model, policy: str) -> keras.Model:
+    """The same architecture and weights computing under another dtype policy (float32, mixed_bfloat16)."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        copy = build(name, size, pretrained=False).model
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def _load_builders():
     from cxr.models import cnn, transfer  # noqa: F401  (importing registers them)
