@@ -1,7 +1,6 @@
 """`cxr` command line: train, evaluate, compare, predict, export, serve."""
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -27,6 +26,7 @@ def _headline(report: dict) -> str:
 def cmd_train(args) -> None:
     from cxr.data.layout import default_data_dir
     from cxr.evaluate import evaluate_run
+    from cxr.run import read_json
     from cxr.train import TrainConfig, config_from_run, train
 
     if args.resume:
@@ -44,7 +44,7 @@ def cmd_train(args) -> None:
         )
     run_dir = train(cfg, resume=bool(args.resume))
     report = evaluate_run(run_dir)
-    training = json.loads((run_dir / "training.json").read_text())
+    training = read_json(run_dir / "training.json")
     print(f"split: {training['split_note']}; {training['images']}")
     print(f"{cfg.model}: {training['epochs_run']} epochs, {training['epoch_seconds_mean']:.1f} s/epoch, "
           f"{training['train_seconds']:.0f} s training")

@@ -25,10 +25,10 @@ def cached_features(built, images: np.ndarray, cfg) -> np.ndarray:
     if path.exists():
         return np.load(path).astype(np.float32)
     log.info("computing %s features for %d images (once; cached at %s)", cfg.model, len(images), path)
-    features = built.features.predict(images, batch_size=32, verbose=2)
+    half = built.features.predict(images, batch_size=32, verbose=2).astype(np.float16)  # post-ReLU: fits well
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        np.save(f, features.astype(np.float16))  # half the disk; post-ReLU features fit float16 well
+        np.save(f, half)  # half the disk
     os.replace(tmp, path)
-    return features.astype(np.float16).astype(np.float32)  # same values whether cached or fresh
+    return half.astype(np.float32)  # the same values whether cached or fresh

@@ -55,7 +55,7 @@ def _open_pil(data: bytes, size: int) -> Image.Image:
                 raise ImageError(f"image is {img.width}x{img.height} px, over the {MAX_PIXELS:,} pixel limit")
             if img.format == "JPEG":
                 # Decode at a reduced scale (still at least 2x the target) instead of full resolution.
-                img.draft("L" if img.mode == "L" else img.mode, (2 * size, 2 * size))
+                img.draft(img.mode, (2 * size, 2 * size))
             if getattr(img, "n_frames", 1) > 1:
                 raise ImageError(f"multi-frame image ({img.n_frames} frames) is not supported")
             img.load()
