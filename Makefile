@@ -37,7 +37,7 @@ demo: setup
 	$(BIN)/cxr -q compare $(RUNS)/cnn $(RUNS)/cnn_aug $(RUNS)/vgg16 --out $(REPORT)
 
 test: setup-dev
-	$(BIN)/python -m pytest -n 2 --durations=10
+	$(BIN)/python -m pytest -n 2 -rs --durations=10
 
 lint: setup-dev
 	$(BIN)/ruff check src tests bench

@@ -40,7 +40,8 @@ def server(trained_run):
 def test_upload_in_the_browser_shows_the_api_probability(server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        pytest.skip(f"browser test skipped: no Chromium at {CHROMIUM}; enable it with `apt-get install chromium` "
+                    "or CXR_CHROMIUM=/path/to/chromium")
     with open(XRAY, "rb") as f:
         api = httpx.post(f"{server}/api/predict", files={"file": ("x.jpeg", f)}, timeout=60).json()
 
@@ -57,7 +58,8 @@ def test_upload_in_the_browser_shows_the_api_probability(server, tmp_path):
         assert shown == pytest.approx(api["probability"], abs=1e-6)
         assert page.inner_text("#probability") == f"{100 * api['probability']:.1f}%"
         assert page.inner_text("#label") == api["label"]
-        assert page.is_visible("#heatmap")
+        assert page.inner_text("#caption") == api["heatmap_caption"]
+        assert page.is_visible("#heatmap") != api["heatmap_blank"]
         page.click("#toggle")
         assert not page.is_visible("#heatmap")
         page.click("#toggle")

@@ -61,10 +61,10 @@ def test_dicom_of_an_xray_predicts_like_the_same_pixels_as_png(trained_run, tmp_
     assert abs(rows[0]["probability"] - rows[1]["probability"]) < 0.02
 
 
-def test_explain_writes_a_gradcam_png_per_image(trained_run, tmp_path):
+def test_explain_writes_a_map_png_per_image(trained_run, tmp_path):
     result = run_cxr("predict", trained_run, FULLRES / "PNEUMONIA", "--explain", tmp_path / "cam")
     assert result.returncode == 0, result.stderr[-2000:]
-    pngs = sorted((tmp_path / "cam").glob("*_gradcam.png"))
+    pngs = sorted((tmp_path / "cam").glob("*_cam.png"))
     assert len(pngs) == 20
     assert Image.open(pngs[0]).size[0] > 400
 

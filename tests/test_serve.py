@@ -54,6 +54,8 @@ def test_predict_matches_the_command_line_predictor(client, trained_run):
 
 def test_explain_adds_image_and_heatmap_pngs(client):
     body = post(client, "x.jpeg", XRAY.read_bytes(), explain="true").json()
+    assert body["explained_class"] == body["label"] and body["heatmap_caption"] == f"evidence for {body['label']}"
+    assert body["heatmap_blank"] is False
     heatmap = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"])))
     image = Image.open(io.BytesIO(base64.b64decode(body["image_png"])))
     assert heatmap.mode == "RGBA" and heatmap.size == image.size

@@ -1,4 +1,14 @@
-"""Grad-CAM: where in the X-ray the model found evidence for pneumonia.
+"""Class-activation maps: where in the X-ray the model found evidence for the class it predicted.
+
+HiResCAM (Draelos & Carin 2020): the gradient times the activation at every position of the last
+convolution, summed over channels. Plain Grad-CAM averages the gradient over positions first, which for a
+Flatten head mixes the evidence of all positions into one weight per channel; on a confident model that
+weighted sum is negative everywhere and the map comes out blank. HiResCAM keeps each position's own
+evidence, and for a linear head it is exactly each position's share of the logit.
+
+The map explains the predicted class: evidence for PNEUMONIA when the call is PNEUMONIA, for NORMAL when
+it is NORMAL (the negative logit). A map with no positive evidence anywhere is reported as blank, never
+drawn as if it showed something.
 
 Works on every cxr model, including a frozen pretrained base nested inside the model, where the naive
 `keras.Model(model.inputs, inner_layer.output)` fails with "Graph disconnected": the nested base gets its
@@ -7,9 +17,13 @@ own two-output sub-model, and the outer chain of layers is replayed around it.
 
 from pathlib import Path
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 import tensorflow as tf
+
+from cxr import CLASSES
 
 CONV_TYPES = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D)
 
@@ -21,7 +35,7 @@ def _last_conv(model: keras.Model):
     return convs[-1]
 
 
-class GradCam:
+class HiResCam:
     """Replays the model as a chain of layers, keeping hold of the last convolution's output.
 
     Gradients must flow from the output to the very tensor we hold, so the model is not wrapped in a
@@ -69,24 +83,40 @@ class GradCam:
         logit = tf.matmul(tf.cast(h, dense.kernel.dtype), dense.kernel) + dense.bias
         return maps, logit
 
-    def heatmaps(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(heatmaps in 0..1 at image size, probabilities) for (n, size, size[, 1]) images in 0..255."""
+    def explain(self, images: np.ndarray, threshold: float = 0.5) -> "Explanation":
+        """Maps of the predicted class for (n, size, size[, 1]) images in 0..255 at this decision threshold."""
         size = images.shape[1]
         x = tf.convert_to_tensor(np.asarray(images, np.float32).reshape(-1, size, size, 1))
         with tf.GradientTape() as tape:
             maps, logits = self._forward(x)
-            score = tf.reduce_sum(logits)
+            logits = tf.cast(tf.reshape(logits, [-1]), tf.float32)
+            probs = tf.sigmoid(logits)
+            # +logit is evidence for PNEUMONIA, -logit for NORMAL: explain whichever was called.
+            sign = tf.where(probs >= threshold, 1.0, -1.0)
+            score = tf.reduce_sum(sign * logits)
         grads = tape.gradient(score, maps)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel
-        cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[..., None]
+        cam = tf.nn.relu(tf.reduce_sum(tf.cast(grads * maps, tf.float32), axis=-1))[..., None]
         cam = tf.image.resize(cam, (size, size), method="bilinear")[..., 0].numpy()
-        peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
-        probs = tf.sigmoid(tf.cast(logits, tf.float32)).numpy().reshape(-1)
-        return np.where(peak > 0, cam / np.maximum(peak, 1e-12), 0.0), probs
+        peak = cam.reshape(len(cam), -1).max(axis=1)
+        blank = ~(peak > 0)
+        cam = np.where(blank[:, None, None], 0.0, cam / np.maximum(peak, 1e-12)[:, None, None])
+        return Explanation(cam.astype(np.float32), probs.numpy(), (sign.numpy() > 0).astype(int), blank)
 
 
-def overlay_png(image: np.ndarray, heatmap: np.ndarray, path: Path, title: str) -> Path:
-    """The X-ray and the X-ray with the heatmap over it, side by side."""
+@dataclass
+class Explanation:
+    heatmaps: np.ndarray  # (n, size, size) in 0..1; all zeros where blank
+    probs: np.ndarray  # (n,) P(pneumonia)
+    explained: np.ndarray  # (n,) index into CLASSES of the class each map shows evidence for
+    blank: np.ndarray  # (n,) True where the model found no positive evidence anywhere
+
+    def caption(self, i: int) -> str:
+        name = CLASSES[int(self.explained[i])]
+        return f"no positive evidence for {name} found" if self.blank[i] else f"evidence for {name}"
+
+
+def overlay_png(image: np.ndarray, heatmap: np.ndarray, path: Path, title: str, caption: str, blank: bool) -> Path:
+    """The X-ray and the X-ray with the heatmap over it, side by side; a blank map says so instead."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,11 +128,15 @@ def overlay_png(image: np.ndarray, heatmap: np.ndarray, path: Path, title: str) 
     for ax in axes:
         ax.imshow(image, cmap="gray", vmin=0, vmax=255)
         ax.axis("off")
-    shown = axes[1].imshow(heatmap, cmap="jet", alpha=0.4, vmin=0, vmax=1,
-                           extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5))
-    fig.colorbar(shown, ax=axes[1], fraction=0.046, label="evidence for pneumonia")
+    if blank:
+        axes[1].text(0.5, 0.5, caption, transform=axes[1].transAxes, ha="center", va="center", wrap=True,
+                     color="white", backgroundcolor="black", fontsize=9)
+    else:
+        shown = axes[1].imshow(heatmap, cmap="jet", alpha=0.4, vmin=0, vmax=1,
+                               extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5))
+        fig.colorbar(shown, ax=axes[1], fraction=0.046, label=caption)
     axes[0].set_title("X-ray", fontsize=10)
-    axes[1].set_title("Grad-CAM", fontsize=10)
+    axes[1].set_title("HiResCAM", fontsize=10)
     fig.suptitle(title, fontsize=10)
     return save(fig, Path(path))
 

@@ -60,20 +60,22 @@ def predict_paths(predictor: Predictor, inputs, explain_dir: Path | None = None,
 
 
 def write_explanations(predictor: Predictor, images, paths, probs, out_dir: Path) -> None:
-    from cxr.explain import GradCam, overlay_png
+    from cxr.explain import HiResCam, overlay_png
 
     if predictor.model is None:
         raise SystemExit("--explain needs the Keras engine (gradients are not available from ONNX Runtime)")
-    cam = GradCam(predictor.model)
+    cam = HiResCam(predictor.model)
     out_dir.mkdir(parents=True, exist_ok=True)
     for i in range(0, len(images), 32):
-        heatmaps, _ = cam.heatmaps(images[i: i + 32])
-        for path, heatmap, prob in zip(paths[i: i + 32], heatmaps, probs[i: i + 32]):
+        found = cam.explain(images[i: i + 32], predictor.threshold)
+        for j, (path, prob) in enumerate(zip(paths[i: i + 32], probs[i: i + 32])):
             display = decode(Path(path).read_bytes(), 384)
-            target = _unique(out_dir / f"{Path(path).stem}_gradcam.png")
-            overlay_png(display, heatmap, target,
+            target = _unique(out_dir / f"{Path(path).stem}_cam.png")
+            overlay_png(display, found.heatmaps[j], target,
                         f"{Path(path).name}: P(pneumonia) = {prob:.3f} -> {predictor.label(prob)} "
-                        f"(threshold {predictor.threshold:.3f})")
+                        f"(threshold {predictor.threshold:.3f})", found.caption(j), bool(found.blank[j]))
+            if found.blank[j]:
+                print(f"{path}: {found.caption(j)}; {target} says so instead of a map", file=sys.stderr)
 
 
 def _unique(path: Path) -> Path:

@@ -47,11 +47,11 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
     def explainer():
         with gradcam_lock:  # built once, on first use
             if "cam" not in gradcam:
-                from cxr.explain import GradCam
+                from cxr.explain import HiResCam
 
                 if predictor.model is None:
                     raise HTTPException(400, "explanations need the Keras engine")
-                gradcam["cam"] = GradCam(predictor.model)
+                gradcam["cam"] = HiResCam(predictor.model)
             return gradcam["cam"]
 
     app = FastAPI(title="cxr", version=__version__,
@@ -97,9 +97,13 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
         if explain:
             from cxr.explain import heatmap_rgba
 
-            heatmap, _ = explainer().heatmaps(image[None])
+            found = explainer().explain(image[None], predictor.threshold)
             result["image_png"] = _png_base64(decode(data, DISPLAY_SIZE))
-            result["heatmap_png"] = _png_base64(heatmap_rgba(heatmap[0], DISPLAY_SIZE))
+            result["explained_class"] = predictor.info["classes"][int(found.explained[0])]
+            result["heatmap_caption"] = found.caption(0)
+            result["heatmap_blank"] = bool(found.blank[0])
+            # A blank map is not drawn: the page shows the caption instead.
+            result["heatmap_png"] = None if found.blank[0] else _png_base64(heatmap_rgba(found.heatmaps[0], DISPLAY_SIZE))
         return result
 
     return app
