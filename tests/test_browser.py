@@ -43,7 +43,7 @@ def test_upload_in_the_browser_shows_the_api_probability(server, tmp_path):
         pytest.skip(f"browser test skipped: no Chromium at {CHROMIUM}; enable it with `apt-get install chromium` "
                     "or CXR_CHROMIUM=/path/to/chromium")
     with open(XRAY, "rb") as f:
-        api = httpx.post(f"{server}/api/predict", files={"file": ("x.jpeg", f)}, timeout=60).json()
+        api = httpx.post(f"{server}/api/predict?explain=true", files={"file": ("x.jpeg", f)}, timeout=60).json()
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
