@@ -68,9 +68,10 @@ def load_train_images(train_dir: Path, cache_dir: Path | None = None):
 
     from cxr.data.cache import load_images
     from cxr.data.layout import discover
+    from cxr.data.preprocess import Preprocessing
 
     records = [r for r in discover(train_dir.parent) if r.given_split == "train"]
-    loaded = load_images([r.path for r in records], 128, cache_dir=cache_dir)
+    loaded = load_images([r.path for r in records], Preprocessing(128), cache_dir=cache_dir)
     label_of = {r.path: r.label for r in records}
     # uint8, as `cxr train` feeds them (the model casts each batch): 4x less memory traffic than float32.
     return loaded.images[..., None], np.array([label_of[p] for p in loaded.paths])
@@ -80,12 +81,12 @@ def bench_train(x, y, precision: str, repeats: int, epochs: int) -> dict:
     import keras
 
     from cxr.models import build
-    from cxr.train import _compile
+    from cxr.train import compile_model
 
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     model = build("cnn", 128).model
-    _compile(model, 1e-3)
+    compile_model(model, 1e-3)
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # warm-up epoch (graph tracing), as the peer does
     seconds = timed(lambda: model.fit(x, y, batch_size=32, epochs=epochs, verbose=0), repeats)
     keras.mixed_precision.set_global_policy("float32")
@@ -125,16 +126,17 @@ def bench_inference(run_dir: Path, x, repeats: int) -> dict:
 def bench_decode(train_dir: Path, repeats: int) -> dict:
     from cxr.data.cache import load_images
     from cxr.data.layout import discover
+    from cxr.data.preprocess import Preprocessing
 
     paths = [r.path for r in discover(train_dir.parent)]
     cold, warm = [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as cache:
             start = time.perf_counter()
-            load_images(paths, 128, cache_dir=Path(cache))
+            load_images(paths, Preprocessing(128), cache_dir=Path(cache))
             cold.append(time.perf_counter() - start)
             start = time.perf_counter()
-            load_images(paths, 128, cache_dir=Path(cache))
+            load_images(paths, Preprocessing(128), cache_dir=Path(cache))
             warm.append(time.perf_counter() - start)
     return {"images": len(paths), "cold_s": stats(cold), "warm_s": stats(warm)}
 
@@ -148,7 +150,8 @@ def bench_transfer(x, y, head_epochs: int, sample: int) -> dict:
     import keras
 
     from cxr.models import build
-    from cxr.train import _compile, resolve_precision
+    from cxr.precision import resolve_precision
+    from cxr.train import compile_model
 
     precision = resolve_precision("auto")
     keras.mixed_precision.set_global_policy(precision)
@@ -156,7 +159,7 @@ def bench_transfer(x, y, head_epochs: int, sample: int) -> dict:
     start = time.perf_counter()
     features = built.features.predict(x, batch_size=64, verbose=0)
     feature_s = time.perf_counter() - start
-    _compile(built.head, 1e-3)
+    compile_model(built.head, 1e-3)
     built.head.fit(features[:64], y[:64], epochs=1, verbose=0)
     start = time.perf_counter()
     built.head.fit(features, y, batch_size=32, epochs=head_epochs, verbose=0)
@@ -164,7 +167,7 @@ def bench_transfer(x, y, head_epochs: int, sample: int) -> dict:
     cached_total = feature_s + head_s
 
     every = build("vgg16", 128).model
-    _compile(every, 1e-3)
+    compile_model(every, 1e-3)
     every.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)
     start = time.perf_counter()
     every.fit(x[:sample], y[:sample], batch_size=32, epochs=1, verbose=0)

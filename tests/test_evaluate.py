@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cxr.evaluate import binary_metrics, bootstrap_ci, choose_threshold, full_report
+from cxr.metrics import binary_metrics, bootstrap_ci, choose_threshold, full_report
 
 
 def test_metrics_match_hand_computed_values():

@@ -7,6 +7,7 @@ from PIL import Image
 from conftest import write_image
 from cxr.data.cache import load_images
 from cxr.data.images import MAX_PIXELS, ImageError, decode
+from cxr.data.preprocess import Preprocessing
 
 
 def blob_image(w=80, h=60):
@@ -20,7 +21,7 @@ def blob_image(w=80, h=60):
 def test_every_pillow_mode_decodes_to_square_grayscale(tmp_path, mode):
     fmt = "TIFF" if mode in ("CMYK", "I") else "PNG"
     path = write_image(tmp_path / f"x.{fmt.lower()}", blob_image(), mode=mode, fmt=fmt)
-    out = decode(path.read_bytes(), 32)
+    out = decode(path.read_bytes(), Preprocessing(32))
     assert out.shape == (32, 32) and out.dtype == np.uint8
     assert out[:, :12].mean() < out[:, 20:].mean()  # dark left, bright right survived the conversion
 
@@ -30,7 +31,7 @@ def test_16_bit_png_uses_its_full_range(tmp_path):
     path = tmp_path / "x16.png"
     Image.fromarray(array).save(path)
     assert Image.open(path).mode.startswith("I;16")
-    out = decode(path.read_bytes(), 32)
+    out = decode(path.read_bytes(), Preprocessing(32))
     assert out.min() == 0 and out.max() == 255
 
 
@@ -40,7 +41,7 @@ def test_exif_rotation_is_applied(tmp_path):
     exif[0x0112] = 3  # orientation: rotated 180 degrees
     path = tmp_path / "rot.jpeg"
     img.save(path, exif=exif)
-    out = decode(path.read_bytes(), 32)
+    out = decode(path.read_bytes(), Preprocessing(32))
     assert out[:, :12].mean() > out[:, 20:].mean()  # now bright on the left
 
 
@@ -48,7 +49,7 @@ def test_large_jpeg_is_decoded_at_reduced_scale_and_matches(tmp_path):
     big = np.kron(blob_image(), np.ones((40, 40), np.uint8))  # 3200 x 2400
     path = write_image(tmp_path / "big.jpeg", big, quality=90)
     small = write_image(tmp_path / "small.png", blob_image())
-    a, b = decode(path.read_bytes(), 64).astype(int), decode(small.read_bytes(), 64).astype(int)
+    a, b = (decode(f.read_bytes(), Preprocessing(64)).astype(int) for f in (path, small))
     assert np.abs(a - b).mean() < 6
 
 
@@ -64,7 +65,7 @@ def test_broken_files_give_a_clear_reason(tmp_path, make, message):
     path = tmp_path / "bad.jpeg"
     make(path)
     with pytest.raises(ImageError, match=message):
-        decode(path.read_bytes(), 32)
+        decode(path.read_bytes(), Preprocessing(32))
 
 
 def test_decompression_bomb_is_refused(tmp_path):
@@ -72,14 +73,14 @@ def test_decompression_bomb_is_refused(tmp_path):
     buffer = io.BytesIO()
     Image.new("1", (side, side)).save(buffer, format="PNG")  # tiny file, huge image
     with pytest.raises(ImageError, match="pixel limit|decompression bomb"):
-        decode(buffer.getvalue(), 32)
+        decode(buffer.getvalue(), Preprocessing(32))
 
 
 def test_cache_decodes_once_and_skips_bad_files(tmp_path, monkeypatch):
     good = [write_image(tmp_path / f"g{i}.png", blob_image(60 + i, 50)) for i in range(3)]
     bad = tmp_path / "bad.png"
     bad.write_text("garbage")
-    first = load_images([good[0], bad, good[1], good[2]], 32, cache_dir=tmp_path / "cache")
+    first = load_images([good[0], bad, good[1], good[2]], Preprocessing(32), cache_dir=tmp_path / "cache")
     assert first.images.shape == (3, 32, 32)
     assert first.paths == [good[0], good[1], good[2]]
     assert first.skipped[0][0] == bad and "not an image" in first.skipped[0][1]
@@ -88,7 +89,7 @@ def test_cache_decodes_once_and_skips_bad_files(tmp_path, monkeypatch):
         raise AssertionError("decoded again instead of using the cache")
 
     monkeypatch.setattr("cxr.data.cache.decode", no_decoding)
-    second = load_images(good, 32, cache_dir=tmp_path / "cache")
+    second = load_images(good, Preprocessing(32), cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(second.images, first.images)
 
 
@@ -96,18 +97,18 @@ def test_cache_key_follows_content_not_name(tmp_path):
     a = write_image(tmp_path / "a.png", blob_image())
     b = tmp_path / "b.png"
     b.write_bytes(a.read_bytes())
-    loaded = load_images([a, b], 32, cache_dir=tmp_path / "cache")
+    loaded = load_images([a, b], Preprocessing(32), cache_dir=tmp_path / "cache")
     assert loaded.keys[a] == loaded.keys[b]
     assert len([p for p in (tmp_path / "cache").rglob("*.npy") if p.parent.name != "sets"]) == 1
 
 
 def test_a_whole_set_loads_back_from_one_array(tmp_path, monkeypatch):
     good = [write_image(tmp_path / f"g{i}.png", blob_image(60 + i, 50)) for i in range(4)]
-    first = load_images(good, 32, cache_dir=tmp_path / "cache")
+    first = load_images(good, Preprocessing(32), cache_dir=tmp_path / "cache")
     for entry in (tmp_path / "cache").rglob("*.npy"):
         if entry.parent.name != "sets":
             entry.unlink()  # only the whole-set array is left
     monkeypatch.setattr("cxr.data.cache.decode", lambda *_: (_ for _ in ()).throw(AssertionError("decoded")))
-    second = load_images(good, 32, cache_dir=tmp_path / "cache")
+    second = load_images(good, Preprocessing(32), cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(second.images, first.images)
     assert second.paths == good and set(second.keys) == set(good)

@@ -95,8 +95,9 @@ def test_onnx_export_agrees_with_keras_on_real_xrays(trained_run, tmp_path):
 
 def test_bfloat16_inference_stays_close_to_float32(trained_run):
     from cxr.data.cache import load_images
+    from cxr.data.preprocess import Preprocessing
 
-    images = load_images(sorted((FULLRES / "NORMAL").iterdir())[:8], 64, use_cache=False).images
+    images = load_images(sorted((FULLRES / "NORMAL").iterdir())[:8], Preprocessing(64), use_cache=False).images
     exact = Predictor(trained_run).predict(images)
     fast = Predictor(trained_run, precision="mixed_bfloat16").predict(images)
     np.testing.assert_allclose(fast, exact, atol=2e-2)

@@ -24,10 +24,11 @@ def _headline(report: dict) -> str:
 
 
 def cmd_train(args) -> None:
+    from cxr.config import TrainConfig, config_from_run
     from cxr.data.layout import default_data_dir
     from cxr.evaluate import evaluate_run
     from cxr.run import read_json
-    from cxr.train import TrainConfig, config_from_run, train
+    from cxr.train import train
 
     if args.resume:
         cfg = config_from_run(args.resume)
@@ -37,8 +38,10 @@ def cmd_train(args) -> None:
             raise SystemExit("cxr train: give --out runs/NAME (or --resume runs/NAME)")
         cfg = TrainConfig(
             model=args.model, data=str(args.data or default_data_dir()), out=str(args.out), split=args.split,
-            size=args.size, epochs=args.epochs, patience=args.patience, seed=args.seed,
-            batch_size=args.batch_size, learning_rate=args.lr, class_weight=args.class_weight,
+            size=args.size, resize=args.resize, intensity=args.intensity, border=args.border,
+            epochs=args.epochs, patience=args.patience, seed=args.seed,
+            batch_size=args.batch_size, learning_rate=args.lr, label_smoothing=args.label_smoothing,
+            class_weight=args.class_weight,
             precision=args.precision, fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
             weights=args.weights,
         )
@@ -112,6 +115,7 @@ def cmd_serve(args) -> None:
 
 def parser() -> argparse.ArgumentParser:
     from cxr import __version__
+    from cxr.data.preprocess import BORDER_MODES, INTENSITY_MODES, RESIZE_MODES
 
     p = argparse.ArgumentParser(prog="cxr", description="Pneumonia detection on pediatric chest X-rays.")
     p.add_argument("--version", action="version", version=f"cxr {__version__}")
@@ -126,11 +130,18 @@ def parser() -> argparse.ArgumentParser:
                    help="continue a killed run from its last epoch (settings come from its config.json)")
     t.add_argument("--split", choices=["official", "pooled"], default="official")
     t.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    t.add_argument("--resize", choices=RESIZE_MODES, default="squash",
+                   help="how a non-square original becomes a square: squash (default), crop the centre, pad")
+    t.add_argument("--intensity", choices=INTENSITY_MODES, default="none",
+                   help="per-image intensity normalisation: none, equalize (histogram), clahe")
+    t.add_argument("--border", choices=BORDER_MODES, default="none",
+                   help="crop: cut away black collimation borders before resizing")
     t.add_argument("--epochs", type=int, default=100, help="most epochs (early stopping usually ends sooner)")
     t.add_argument("--patience", type=int, default=20, help="early-stopping patience on validation loss")
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3, help="learning rate (Adam)")
+    t.add_argument("--label-smoothing", type=float, default=0.0, help="e.g. 0.1: softer targets, calmer logits")
     t.add_argument("--class-weight", choices=["none", "balanced"], default="none")
     t.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto",
                    help="auto: mixed_bfloat16 where the CPU has bfloat16 instructions, else float32")

@@ -1,4 +1,9 @@
-"""Run a trained model on pixels: Keras, or the exported ONNX file with ONNX Runtime."""
+"""The one prediction path: a run's preprocessing and model, on Keras or on the exported ONNX file.
+
+Everything that turns files or pixels into probabilities goes through a Predictor: training (to choose
+the threshold on validation), evaluate, stress, predict, serve, export parity checks and benchmarks.
+TensorFlow is imported only by the Keras engine.
+"""
 
 import hashlib
 import json
@@ -6,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr.models import copy_in_precision
+from cxr.data.cache import LoadedImages, load_images
+from cxr.data.images import decode
+from cxr.data.preprocess import Preprocessing
 from cxr.run import RunError, load_run
-from cxr.train import resolve_precision
 
 ONNX_FILE, ONNX_META = "model.onnx", "model.onnx.json"
 
@@ -22,28 +28,58 @@ def file_sha256(path: Path) -> str:
 
 
 class Predictor:
-    """P(pneumonia) for (n, size, size) uint8 images, with the run's size and threshold."""
+    """P(pneumonia) for files or preprocessed (n, size, size) uint8 images, with the run's threshold."""
 
     def __init__(self, run_dir: Path, engine: str = "keras", precision: str = "float32"):
         self.run_dir, self.engine = Path(run_dir), engine
         if engine == "keras":
-            self.model, self.info = load_run(self.run_dir)
-            self.precision = resolve_precision(precision)
-            fast = self.model
-            if self.precision == "mixed_bfloat16":  # 3x faster on bfloat16 CPUs; probabilities move ~1e-3
-                fast = copy_in_precision(self.info["model"], int(self.info["size"]), self.model, "mixed_bfloat16")
-            self._run = _compiled(fast, int(self.info["size"]))
+            model, info = load_run(self.run_dir)
+            self._use_keras(model, info, precision)
         elif engine == "onnx":
             self.info, self._run = _onnx_session(self.run_dir)
             self.model, self.precision = None, "float32"
         else:
             raise RunError(f"unknown engine {engine!r}: use keras or onnx")
-        self.size, self.threshold = int(self.info["size"]), float(self.info["threshold"])
+        self._finish()
+
+    @classmethod
+    def from_model(cls, model, info: dict, precision: str = "float32") -> "Predictor":
+        """A Predictor around a model in memory (the training run, before its folder is complete)."""
+        predictor = cls.__new__(cls)
+        predictor.run_dir, predictor.engine = None, "keras"
+        predictor._use_keras(model, info, precision)
+        predictor._finish()
+        return predictor
+
+    def _use_keras(self, model, info: dict, precision: str) -> None:
+        from cxr.models import copy_in_precision
+        from cxr.precision import resolve_precision
+
+        self.model, self.info, self.precision = model, info, resolve_precision(precision)
+        fast = model
+        if self.precision == "mixed_bfloat16":  # 3x faster on bfloat16 CPUs; probabilities move ~1e-3
+            fast = copy_in_precision(info["model"], int(info["size"]), model, "mixed_bfloat16")
+        self._run = _compiled(fast, int(info["size"]))
+
+    def _finish(self) -> None:
+        self.preprocessing = Preprocessing.from_dict(self.info)
+        self.size = self.preprocessing.size
+        threshold = self.info.get("threshold")
+        self.threshold = 0.5 if threshold is None else float(threshold)
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Probabilities for images already preprocessed by this run's preprocessing."""
         x = np.asarray(images, dtype=np.float32).reshape(-1, self.size, self.size, 1)
         out = [self._run(x[i: i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def load(self, paths, use_cache: bool = True, progress: bool = False) -> LoadedImages:
+        """Files -> preprocessed images (through the decode cache), bad files reported and skipped."""
+        return load_images(paths, self.preprocessing, use_cache=use_cache, progress=progress)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Bytes of one file -> the preprocessed image the model sees."""
+        return decode(data, self.preprocessing)
 
     def label(self, prob: float) -> str:
         return self.info["classes"][int(prob >= self.threshold)]
@@ -70,6 +106,7 @@ def _onnx_session(run_dir: Path):
         meta = json.loads(meta_path.read_text())
         expected = meta["onnx_sha256"]
         size, threshold, classes = int(meta["size"]), float(meta["threshold"]), list(meta["classes"])
+        Preprocessing.from_dict(meta)
     except (ValueError, KeyError, TypeError) as exc:
         raise RunError(f"{meta_path}: invalid metadata ({exc})") from None
     if file_sha256(path) != expected:

@@ -15,9 +15,8 @@ Works on every cxr model, including a frozen pretrained base nested inside the m
 own two-output sub-model, and the outer chain of layers is replayed around it.
 """
 
-from pathlib import Path
-
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np

@@ -35,7 +35,8 @@ def export_onnx(run_dir: Path, force: bool = False) -> Path:
     write_json(run_dir / ONNX_META, {
         "format": "onnx",
         "input": {"name": "image", "shape": ["n", size, size, 1], "dtype": "float32"},
-        "preprocessing": "grayscale, squashed to size x size, pixel values 0..255 (the model normalises itself)",
+        "preprocessing": info.get("preprocessing", {"size": size}),
+        "input_note": "grayscale uint8 values 0..255 after `preprocessing` (cxr.data.preprocess), as float32",
         "output": "probability of PNEUMONIA, shape (n, 1)",
         "size": size,
         "classes": info["classes"],

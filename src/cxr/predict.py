@@ -8,7 +8,6 @@ import logging
 import sys
 from pathlib import Path
 
-from cxr.data.cache import load_images
 from cxr.data.images import decode
 from cxr.data.layout import IMAGE_SUFFIXES
 from cxr.engines import Predictor
@@ -44,7 +43,7 @@ def predict_paths(predictor: Predictor, inputs, explain_dir: Path | None = None,
 
         progress = keras.utils.Progbar(len(files), unit_name="image")
     for start in range(0, len(files), batch):
-        loaded = load_images(files[start: start + batch], predictor.size, use_cache=False)
+        loaded = predictor.load(files[start: start + batch], use_cache=False)
         skipped += loaded.skipped
         probs = predictor.predict(loaded.images)
         for path, prob in zip(loaded.paths, probs):
@@ -69,7 +68,7 @@ def write_explanations(predictor: Predictor, images, paths, probs, out_dir: Path
     for i in range(0, len(images), 32):
         found = cam.explain(images[i: i + 32], predictor.threshold)
         for j, (path, prob) in enumerate(zip(paths[i: i + 32], probs[i: i + 32])):
-            display = decode(Path(path).read_bytes(), 384)
+            display = decode(Path(path).read_bytes(), predictor.preprocessing.at_size(384))
             target = _unique(out_dir / f"{Path(path).stem}_cam.png")
             overlay_png(display, found.heatmaps[j], target,
                         f"{Path(path).name}: P(pneumonia) = {prob:.3f} -> {predictor.label(prob)} "

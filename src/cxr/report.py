@@ -12,8 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from cxr import figures
-from cxr.run import read_json, write_json
-from cxr.train import read_history
+from cxr.run import read_history, read_json, write_json
 
 COLUMNS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc")
 

@@ -1,4 +1,16 @@
-"""A run folder on disk: config, model, metadata. Loading never executes code from the files."""
+"""A run folder on disk: reading and writing its files. Loading never executes code from the files.
+
+Run folder layout:
+  config.json      everything needed to reproduce the run (cxr.config.TrainConfig)
+  split.csv        file, label, patient, split
+  history.csv      one row per epoch (loss, accuracy, val_*, epoch_seconds)
+  model.keras      best model (lowest validation loss), float32, loads in safe mode
+  model.json       the input contract (preprocessing), labels, threshold chosen on validation, weights note
+  summary.txt      layer summary
+  training.json    wall times, epochs, skipped files
+  metrics.json     evaluation on the run's test split; predictions.csv, figures/ beside it
+  checkpoints/     last epoch + early-stopping state, for --resume (removed when training ends)
+"""
 
 import json
 import os
@@ -53,3 +65,15 @@ def load_run(run_dir: Path):
     run_dir = Path(run_dir)
     info = read_json(run_dir / INFO_FILE)
     return load_keras_model(run_dir / MODEL_FILE), info
+
+
+def read_history(run_dir: Path) -> dict:
+    """history.csv as numpy columns; empty columns when no epoch finished."""
+    import csv
+
+    import numpy as np
+
+    with open(Path(run_dir) / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    keys = rows[0].keys() if rows else ("epoch", "loss", "val_loss", "epoch_seconds")
+    return {key: np.array([float(r[key]) for r in rows]) for key in keys}

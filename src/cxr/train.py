@@ -1,21 +1,10 @@
-"""Training: Keras fit with early stopping, best checkpoint, per-epoch timing and resume after a kill.
-
-Run folder layout:
-  config.json      everything needed to reproduce the run
-  split.csv        file, label, patient, split
-  history.csv      one row per epoch (loss, accuracy, val_*, epoch_seconds)
-  model.keras      best model (lowest validation loss), float32, loads in safe mode
-  model.json       input size, labels, threshold chosen on validation, weights note
-  summary.txt      layer summary
-  training.json    wall times, epochs, skipped files
-  checkpoints/     last epoch + early-stopping state, for --resume
-"""
+"""Training: Keras fit with early stopping on validation loss, the best checkpoint kept, resume after a kill,
+and the decision threshold chosen on validation through the same Predictor that serves the model."""
 
 import dataclasses
 import logging
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -23,98 +12,22 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 from cxr import CLASSES, __version__
+from cxr.callbacks import EpochTimer, ResumableEarlyStopping, SaveForResume, truncate_history
+from cxr.config import TrainConfig
 from cxr.data.dataset import Prepared, prepare
-from cxr.evaluate import THRESHOLD_RULE, choose_threshold
+from cxr.engines import Predictor
 from cxr.features import cached_features
+from cxr.metrics import THRESHOLD_RULE, choose_threshold
 from cxr.models import Built, build, copy_in_precision
-from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_keras_model, read_json, write_json
+from cxr.precision import resolve_precision
+from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_keras_model, read_history, read_json, write_json
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainConfig:
-    model: str = "cnn"
-    data: str = ""
-    out: str = ""
-    split: str = "official"
-    size: int = 128
-    epochs: int = 100
-    patience: int = 20
-    seed: int = 42
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    class_weight: str = "none"  # none | balanced
-    precision: str = "auto"  # auto | float32 | mixed_bfloat16
-    fine_tune: int = 0  # unfreeze the last N conv layers of a pretrained base after the head converges
-    fine_tune_epochs: int = 10
-    weights: str | None = None  # pretrained weights file (VGG19)
-    fractions: tuple = (0.70, 0.15, 0.15)
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Adds epoch_seconds to the logs, so CSVLogger writes it and resume keeps the total."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["epoch_seconds"] = time.perf_counter() - self._start
-
-
-class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping that can pick up its patience counter where a killed run left it."""
-
-    def __init__(self, state: dict | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self._state = state
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self._state:
-            self.wait, self.best, self.best_epoch = self._state["wait"], self._state["best"], self._state["best_epoch"]
-
-
-class SaveForResume(keras.callbacks.Callback):
-    """After every epoch: the model with its optimizer, then the early-stopping state (atomically)."""
-
-    def __init__(self, folder: Path, early_stopping: ResumableEarlyStopping, stage: str):
-        super().__init__()
-        self.folder, self.early_stopping, self.stage = folder, early_stopping, stage
-
-    def on_epoch_end(self, epoch, logs=None):
-        tmp = self.folder / "last.tmp.keras"
-        self.model.save(tmp)
-        tmp.replace(self.folder / "last.keras")
-        es = self.early_stopping
-        with open(self.folder.parent / "history.csv") as f:
-            history_rows = sum(1 for _ in f) - 1
-        write_json(self.folder / "state.json", {
-            "stage": self.stage, "epoch": epoch, "wait": es.wait, "best": es.best, "best_epoch": es.best_epoch,
-            "history_rows": history_rows,
-        })
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str) -> str:
-    """auto: mixed bfloat16 where the CPU computes bfloat16 natively (2.7x faster, same accuracy), else float32."""
-    if precision == "auto":
-        return "mixed_bfloat16" if cpu_has_bf16() else "float32"
-    if precision not in ("float32", "mixed_bfloat16"):
-        raise SystemExit(f"--precision must be auto, float32 or mixed_bfloat16, not {precision!r}")
-    return precision
-
-
-def _compile(model: keras.Model, learning_rate: float) -> None:
-    model.compile(keras.optimizers.Adam(learning_rate), "binary_crossentropy",
-                  metrics=["accuracy", keras.metrics.AUC(name="auc")])
+def compile_model(model: keras.Model, learning_rate: float, label_smoothing: float = 0.0) -> None:
+    loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+    model.compile(keras.optimizers.Adam(learning_rate), loss, metrics=["accuracy", keras.metrics.AUC(name="auc")])
 
 
 def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, stage: str, epochs: int,
@@ -125,10 +38,10 @@ def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, sta
     resuming = state is not None and state["stage"] == stage
     if resuming:
         model = keras.saving.load_model(checkpoints / "last.keras", safe_mode=True)  # weights + optimizer
-        _truncate_history(run_dir / "history.csv", state["history_rows"])
+        truncate_history(run_dir / "history.csv", state["history_rows"])
     else:
         model = target
-        _compile(model, learning_rate)
+        compile_model(model, learning_rate, cfg.label_smoothing)
     initial_epoch = state["epoch"] + 1 if resuming else 0
     early = ResumableEarlyStopping(state if resuming else None, monitor="val_loss", patience=cfg.patience,
                                    restore_best_weights=True, verbose=1)
@@ -149,12 +62,6 @@ def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, sta
         model.fit(x, y, validation_data=(xv, yv), epochs=epochs, initial_epoch=initial_epoch,
                   batch_size=cfg.batch_size, class_weight=class_weight, callbacks=callbacks, verbose=2)
     target.set_weights(load_keras_model(best_path).get_weights())
-
-
-def _truncate_history(path: Path, rows: int) -> None:
-    """Drop history rows of an epoch the killed process logged but did not checkpoint."""
-    lines = path.read_text().splitlines(keepends=True)
-    path.write_text("".join(lines[: rows + 1]))
 
 
 def _unfreeze_last_convs(built: Built, n: int) -> None:
@@ -180,7 +87,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     keras.mixed_precision.set_global_policy(cfg.precision)
 
     started = time.perf_counter()
-    data: Prepared = prepare(Path(cfg.data), cfg.split, cfg.seed, cfg.size, cfg.fractions, run_dir)
+    data: Prepared = prepare(Path(cfg.data), cfg.split, cfg.seed, cfg.preprocessing, cfg.fractions, run_dir)
     load_seconds = time.perf_counter() - started
     train_part, val_part = data.parts["train"], data.parts["val"]
     log.info("split: %s", data.split.note)
@@ -212,16 +119,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     keras.mixed_precision.set_global_policy("float32")
     final.save(run_dir / MODEL_FILE)
     (run_dir / "summary.txt").write_text(_summary(final))
-    val_probs = predict_probs(final, val_part.images)
-    threshold = choose_threshold(val_part.labels, val_probs)
-    write_json(run_dir / INFO_FILE, {
+    info = {
         "model": cfg.model, "size": cfg.size, "classes": list(CLASSES),
-        "input": "grayscale 0..255, squashed to size x size",
-        "threshold": threshold, "threshold_rule": THRESHOLD_RULE, "weights_note": built.weights_note,
+        "preprocessing": cfg.preprocessing.to_dict(),
+        "input": "grayscale uint8 0..255 after the preprocessing above; the model normalises itself",
+        "threshold": None, "threshold_rule": THRESHOLD_RULE, "weights_note": built.weights_note,
         "parameters": int(final.count_params()),
         "trainable_parameters": int(sum(np.prod(w.shape) for w in final.trainable_weights)),
         "cxr_version": __version__,
-    })
+    }
+    val_probs = Predictor.from_model(final, info).predict(val_part.images)
+    info["threshold"] = choose_threshold(val_part.labels, val_probs)
+    write_json(run_dir / INFO_FILE, info)
     history = read_history(run_dir)
     write_json(run_dir / "training.json", {
         "split_note": data.split.note,
@@ -239,32 +148,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     return run_dir
 
 
-def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """P(pneumonia) per image. Small batches: a VGG's first activations are 4 MB per image in float32."""
-    if len(images) == 0:
-        return np.zeros(0, np.float32)
-    return model.predict(images, batch_size=batch_size, verbose=0).reshape(-1)
-
-
 def _summary(model: keras.Model) -> str:
     lines = []
     model.summary(print_fn=lambda line, **_: lines.append(line), expand_nested=True)
     return "\n".join(lines) + "\n"
-
-
-def read_history(run_dir: Path) -> dict[str, np.ndarray]:
-    """history.csv as columns; empty columns when no epoch finished."""
-    import csv
-
-    with open(Path(run_dir) / "history.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    keys = rows[0].keys() if rows else ("epoch", "loss", "val_loss", "epoch_seconds")
-    return {key: np.array([float(r[key]) for r in rows]) for key in keys}
-
-
-def config_from_run(run_dir: Path) -> TrainConfig:
-    saved = read_json(Path(run_dir) / "config.json")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
-    cfg.fractions = tuple(cfg.fractions)
-    return cfg

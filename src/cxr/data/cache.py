@@ -1,4 +1,4 @@
-"""Decode each image once: uint8 arrays cached on disk, keyed by file content, size and preprocessing."""
+"""Decode each image once: uint8 arrays cached on disk, keyed by file content and preprocessing."""
 
 import hashlib
 import logging
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr.data.images import PREPROCESSING_VERSION, ImageError, decode
+from cxr.data.images import decode
+from cxr.data.pixels import ImageError
+from cxr.data.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ class LoadedImages:
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (path, reason)
 
 
-def _load_one(path: Path, size: int, folder: Path | None):
+def _load_one(path: Path, prep: Preprocessing, folder: Path | None):
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -39,7 +41,7 @@ def _load_one(path: Path, size: int, folder: Path | None):
     key = content_key(data)
     if folder is None:  # one-off predictions: decode, do not cache
         try:
-            return decode(data, size), key, None
+            return decode(data, prep), key, None
         except ImageError as exc:
             return None, key, str(exc)
     cached = folder / key[:2] / f"{key}.npy"
@@ -49,7 +51,7 @@ def _load_one(path: Path, size: int, folder: Path | None):
         except (OSError, ValueError):
             pass  # a damaged cache entry is simply decoded again
     try:
-        image = decode(data, size)
+        image = decode(data, prep)
     except ImageError as exc:
         return None, key, str(exc)
     _save_atomically(cached, image)
@@ -68,14 +70,14 @@ def _set_path(folder: Path, keys: list[str]) -> Path:
 
 
 def load_images(
-    paths, size: int, cache_dir: Path | None = None, progress: bool = False, use_cache: bool = True
+    paths, prep: Preprocessing, cache_dir: Path | None = None, progress: bool = False, use_cache: bool = True
 ) -> LoadedImages:
     """Load many files through the cache; bad files are reported (one line each) and skipped.
 
     Besides one entry per image, a set that loaded whole is also stored as one array: thousands of
     small file reads cost more than decoding a small JPEG, so a warm load of a whole set is one read.
     """
-    folder = (cache_dir or cache_root()) / "images" / f"{size}px-v{PREPROCESSING_VERSION}" if use_cache else None
+    folder = (cache_dir or cache_root()) / "images" / prep.key if use_cache else None
     paths = [Path(p) for p in paths]
     if folder is not None and paths:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -86,11 +88,11 @@ def load_images(
                 return LoadedImages(np.load(whole_set), paths, dict(zip(paths, file_keys)))
             except (OSError, ValueError):
                 pass  # damaged: rebuilt below
-        loaded = _load_each(paths, size, folder, progress)
+        loaded = _load_each(paths, prep, folder, progress)
         if whole_set is not None and not loaded.skipped:
             _save_atomically(whole_set, loaded.images)
         return loaded
-    return _load_each(paths, size, folder, progress)
+    return _load_each(paths, prep, folder, progress)
 
 
 def _save_atomically(path: Path, array: np.ndarray) -> None:
@@ -101,7 +103,7 @@ def _save_atomically(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)  # atomic: a killed run never leaves half an entry
 
 
-def _load_each(paths: list[Path], size: int, folder: Path | None, progress: bool) -> LoadedImages:
+def _load_each(paths: list[Path], prep: Preprocessing, folder: Path | None, progress: bool) -> LoadedImages:
     bar = None
     if progress and len(paths) > 200:
         import keras
@@ -110,7 +112,7 @@ def _load_each(paths: list[Path], size: int, folder: Path | None, progress: bool
     images, loaded, keys, skipped = [], [], {}, []
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # Pillow decodes outside the GIL
         for i, (path, (image, key, error)) in enumerate(
-            zip(paths, pool.map(lambda p: _load_one(p, size, folder), paths))
+            zip(paths, pool.map(lambda p: _load_one(p, prep, folder), paths))
         ):
             if key is not None:
                 keys[path] = key
@@ -124,5 +126,5 @@ def _load_each(paths: list[Path], size: int, folder: Path | None, progress: bool
                 bar.update(i + 1)
     if bar is not None:
         bar.update(len(paths), finalize=True)
-    stacked = np.stack(images) if images else np.zeros((0, size, size), np.uint8)
+    stacked = np.stack(images) if images else np.zeros((0, prep.size, prep.size), np.uint8)
     return LoadedImages(stacked, loaded, keys, skipped)

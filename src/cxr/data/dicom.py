@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 
-from cxr.data.images import ImageError, to_uint8
+from cxr.data.pixels import ImageError, to_uint8
 
 
 def read_dicom(data: bytes) -> np.ndarray:

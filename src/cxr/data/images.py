@@ -1,4 +1,4 @@
-"""Decode one X-ray (JPEG, PNG, DICOM, any size and mode) into a square uint8 grayscale array.
+"""Decode one X-ray (JPEG, PNG, DICOM, any size and mode) into a uint8 grayscale array, then preprocess it.
 
 Every failure is an ImageError whose message names the problem; callers add the file name.
 """
@@ -9,28 +9,17 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-# Bump when decoding or resizing changes: it is part of every cache key.
-PREPROCESSING_VERSION = 1
+from cxr.data.dicom import read_dicom
+from cxr.data.pixels import ImageError, to_uint8
+from cxr.data.preprocess import Preprocessing
+
 # A chest radiograph is at most ~4,300 x 4,300 px; anything far beyond that is a decompression bomb.
 MAX_PIXELS = 40_000_000
 MAX_FILE_BYTES = 200 * 1024 * 1024
 
 
-class ImageError(ValueError):
-    """An image that cannot be used, with a readable reason."""
-
-
 def is_dicom(data: bytes) -> bool:
     return len(data) >= 132 and data[128:132] == b"DICM"
-
-
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Stretch a high-bit-depth or float grayscale array to 0..255 by its own range."""
-    pixels = pixels.astype(np.float32)
-    low, high = float(pixels.min()), float(pixels.max())
-    if high <= low:
-        return np.zeros(pixels.shape, np.uint8)
-    return np.round((pixels - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
 def _grayscale(img: Image.Image) -> Image.Image:
@@ -70,18 +59,18 @@ def _open_pil(data: bytes, size: int) -> Image.Image:
             raise ImageError(f"unreadable image: {exc}") from None
 
 
-def decode(data: bytes, size: int) -> np.ndarray:
-    """Bytes of an image file -> (size, size) uint8 grayscale, squashed to a square like the training data."""
+def read_grayscale(data: bytes, size: int) -> np.ndarray:
+    """Bytes of an image file -> 2-D uint8 grayscale, JPEGs decoded at a reduced scale (at least 2 x size)."""
     if not data:
         raise ImageError("empty file")
     if len(data) > MAX_FILE_BYTES:
         raise ImageError(f"file is {len(data) / 2**20:.0f} MB, over the {MAX_FILE_BYTES // 2**20} MB limit")
-    if is_dicom(data):
-        from cxr.data.dicom import read_dicom
-
-        img = Image.fromarray(read_dicom(data))
-    else:
-        img = _grayscale(_open_pil(data, size))
+    img = Image.fromarray(read_dicom(data)) if is_dicom(data) else _grayscale(_open_pil(data, size))
     if img.width < 8 or img.height < 8:
         raise ImageError(f"image is only {img.width}x{img.height} px")
-    return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.uint8)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def decode(data: bytes, preprocessing: Preprocessing) -> np.ndarray:
+    """Bytes of an image file -> the (size, size) uint8 array a model with this preprocessing sees."""
+    return preprocessing.apply(read_grayscale(data, preprocessing.size))

@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from cxr.models import Built, register
+from cxr.models.registry import Built, register
 
 
 def augmentation() -> list[keras.layers.Layer]:

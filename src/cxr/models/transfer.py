@@ -7,8 +7,8 @@ layers (no Lambda), so saved models load in safe mode.
 import keras
 from keras import layers
 
-from cxr.models import Built, register
 from cxr.models.pretrained import load_base_weights
+from cxr.models.registry import Built, register
 
 # Caffe-style preprocessing for VGG: BGR channel means subtracted (R = G = B here, so order is moot).
 VGG_MEANS = [103.939, 116.779, 123.68]

@@ -16,7 +16,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
 from cxr import __version__
-from cxr.data.images import ImageError, decode, is_dicom
+from cxr.data.images import decode, is_dicom
+from cxr.data.pixels import ImageError
 from cxr.engines import Predictor
 
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
@@ -73,6 +74,7 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
     def model_info():
         info = predictor.info
         return {"id": model_id, "model": info["model"], "size": info["size"], "classes": info["classes"],
+                "preprocessing": predictor.preprocessing.to_dict(),
                 "threshold": info["threshold"], "threshold_rule": info.get("threshold_rule"),
                 "weights": info.get("weights_note"), "engine": engine, "precision": predictor.precision,
                 "cxr_version": __version__,
@@ -88,7 +90,7 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
         if kind is None:
             raise HTTPException(415, f"{file.filename or 'upload'} is not a JPEG, PNG or DICOM image (by its content)")
         try:
-            image = decode(data, predictor.size)
+            image = predictor.decode(data)
         except ImageError as exc:
             raise HTTPException(422, f"{file.filename or 'upload'}: {exc}") from None
         prob = float(predictor.predict(image[None])[0])
@@ -98,12 +100,13 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
             from cxr.explain import heatmap_rgba
 
             found = explainer().explain(image[None], predictor.threshold)
-            result["image_png"] = _png_base64(decode(data, DISPLAY_SIZE))
+            result["image_png"] = _png_base64(decode(data, predictor.preprocessing.at_size(DISPLAY_SIZE)))
             result["explained_class"] = predictor.info["classes"][int(found.explained[0])]
             result["heatmap_caption"] = found.caption(0)
             result["heatmap_blank"] = bool(found.blank[0])
             # A blank map is not drawn: the page shows the caption instead.
-            result["heatmap_png"] = None if found.blank[0] else _png_base64(heatmap_rgba(found.heatmaps[0], DISPLAY_SIZE))
+            heatmap = None if found.blank[0] else heatmap_rgba(found.heatmaps[0], DISPLAY_SIZE)
+            result["heatmap_png"] = None if heatmap is None else _png_base64(heatmap)
         return result
 
     return app

@@ -1,0 +1,44 @@
+"""A training run's settings: one dataclass, written to config.json and read back for --resume."""
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from cxr.data.preprocess import Preprocessing
+from cxr.run import read_json
+
+
+@dataclass
+class TrainConfig:
+    model: str = "cnn"
+    data: str = ""
+    out: str = ""
+    split: str = "official"
+    size: int = 128
+    resize: str = "squash"  # squash | crop | pad: how an original becomes a square
+    intensity: str = "none"  # none | equalize | clahe
+    border: str = "none"  # none | crop: cut away black collimation borders
+    epochs: int = 100
+    patience: int = 20
+    seed: int = 42
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    label_smoothing: float = 0.0
+    class_weight: str = "none"  # none | balanced
+    precision: str = "auto"  # auto | float32 | mixed_bfloat16
+    fine_tune: int = 0  # unfreeze the last N conv layers of a pretrained base after the head converges
+    fine_tune_epochs: int = 10
+    weights: str | None = None  # pretrained weights file (VGG19)
+    fractions: tuple = (0.70, 0.15, 0.15)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.size, self.resize, self.intensity, self.border)
+
+
+def config_from_run(run_dir: Path) -> TrainConfig:
+    saved = read_json(Path(run_dir) / "config.json")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
+    cfg.fractions = tuple(cfg.fractions)
+    return cfg

@@ -1,0 +1,98 @@
+"""Metrics, the validation-chosen operating threshold, and patient-level bootstrap confidence intervals.
+
+Pure functions of labels and probabilities: nothing here knows about models or training.
+"""
+
+import numpy as np
+from sklearn import metrics as skm
+
+from cxr import CLASSES
+
+MIN_SENSITIVITY = 0.975  # a screening operating point: missing pneumonia costs more than a second look
+THRESHOLD_RULE = (
+    f"highest specificity with sensitivity >= {MIN_SENSITIVITY} on the validation split "
+    "(ties: highest sensitivity)"
+)
+
+
+def choose_threshold(labels, probs, min_sensitivity: float = MIN_SENSITIVITY) -> float:
+    """Operating point on validation: the most specific threshold that still catches min_sensitivity."""
+    labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
+    if labels.min() == labels.max():
+        return 0.5  # one class only: no curve to choose on
+    fpr, tpr, thresholds = skm.roc_curve(labels, probs)
+    ok = np.flatnonzero(tpr >= min_sensitivity)
+    best = ok[np.lexsort((-tpr[ok], fpr[ok]))[0]]  # lowest fpr first, then highest tpr
+    return float(min(thresholds[best], 1.0))
+
+
+def _safe_div(a, b):
+    return float(a / b) if b else 0.0
+
+
+def binary_metrics(labels, probs, threshold: float) -> dict:
+    labels = np.asarray(labels).astype(bool)
+    probs = np.asarray(probs, dtype=np.float64)
+    predicted = probs >= threshold
+    # Counted directly: this runs a thousand times per bootstrap.
+    tp = int(np.sum(predicted & labels))
+    fp = int(np.sum(predicted & ~labels))
+    fn = int(np.sum(~predicted & labels))
+    tn = int(labels.size - tp - fp - fn)
+    both = 0 < labels.sum() < labels.size
+    return {
+        "n": int(labels.size),
+        "threshold": float(threshold),
+        "accuracy": _safe_div(tp + tn, labels.size),
+        "sensitivity": _safe_div(tp, tp + fn),
+        "specificity": _safe_div(tn, tn + fp),
+        "precision": _safe_div(tp, tp + fp),
+        "f1": _safe_div(2 * tp, 2 * tp + fp + fn),
+        "roc_auc": float(skm.roc_auc_score(labels, probs)) if both else float("nan"),
+        "pr_auc": float(skm.average_precision_score(labels, probs)) if both else float("nan"),
+        "confusion_matrix": [[tn, fp], [fn, tp]],
+    }
+
+
+CI_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc")
+
+
+def bootstrap_ci(labels, probs, threshold: float, groups=None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """95% percentile intervals from resampling patients (groups) with replacement.
+
+    Images of one patient are correlated: resampling them one by one gives intervals that are too narrow.
+    Without groups every image is its own group.
+    """
+    labels, probs = np.asarray(labels).astype(int), np.asarray(probs, dtype=np.float64)
+    groups = np.arange(labels.size) if groups is None else np.asarray(groups)
+    _, group_of = np.unique(groups, return_inverse=True)
+    members = np.split(np.argsort(group_of, kind="stable"), np.cumsum(np.bincount(group_of))[:-1])
+    rng = np.random.default_rng(seed)
+    samples = {name: [] for name in CI_METRICS}
+    for _ in range(n_boot):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        if labels[idx].min() == labels[idx].max():
+            continue
+        m = binary_metrics(labels[idx], probs[idx], threshold)
+        for name in CI_METRICS:
+            samples[name].append(m[name])
+    return {
+        name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v else [float("nan")] * 2
+        for name, v in samples.items()
+    }
+
+
+def full_report(labels, probs, threshold: float, rule: str = THRESHOLD_RULE, groups=None) -> dict:
+    """Everything metrics.json holds: metrics at the chosen threshold, at 0.5, and their intervals."""
+    report = binary_metrics(labels, probs, threshold)
+    report["threshold_rule"] = rule
+    report["at_0.5"] = binary_metrics(labels, probs, 0.5)
+    report["ci95"] = bootstrap_ci(labels, probs, threshold, groups)
+    report["ci95_resamples"] = "images (no patient ids)" if groups is None else "patients"
+    return report
+
+
+def classification_report(labels, probs, threshold: float) -> str:
+    predicted = (np.asarray(probs) >= threshold).astype(int)
+    return skm.classification_report(labels, predicted, labels=[0, 1], target_names=list(CLASSES), digits=3,
+                                     zero_division=0)
