@@ -75,10 +75,11 @@ def run_cxr(*args, timeout=900):
 
 @pytest.fixture(scope="session")
 def trained_run(real_subset, tmp_path_factory) -> Path:
-    """A small cnn run trained for real on the real subset (64 px, 3 epochs)."""
+    """A small cnn run trained for real on the real subset (64 px, 3 epochs), with non-default preprocessing
+    so that every path downstream (evaluate, predict, serve, ONNX) has to honour the stored contract."""
     run = tmp_path_factory.mktemp("runs") / "cnn"
     result = run_cxr("train", "--model", "cnn", "--data", real_subset, "--out", run, "--epochs", 3, "--size", 64,
-                     "--split", "pooled", "--seed", 3)
+                     "--split", "pooled", "--seed", 3, "--intensity", "equalize", "--border", "crop")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test: n=" in result.stdout
     return run

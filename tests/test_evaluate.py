@@ -68,3 +68,19 @@ def test_full_report_has_every_field_users_read():
                 "roc_auc", "pr_auc", "confusion_matrix", "at_0.5", "ci95"):
         assert key in report
     assert report["at_0.5"]["threshold"] == 0.5
+
+
+def test_patient_bootstrap_is_wider_than_image_bootstrap_when_patients_repeat():
+    """Ten copies of each patient look like ten times the data to an image bootstrap; not to a patient one."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 60)
+    probs = np.clip(labels * 0.3 + rng.normal(0.35, 0.2, 60), 0, 1)
+    repeated_labels, repeated_probs = np.repeat(labels, 10), np.repeat(probs, 10)
+    patients = np.repeat(np.arange(60), 10)
+    by_image = bootstrap_ci(repeated_labels, repeated_probs, 0.5, n_boot=400)
+    by_patient = bootstrap_ci(repeated_labels, repeated_probs, 0.5, groups=patients, n_boot=400)
+    unrepeated = bootstrap_ci(labels, probs, 0.5, n_boot=400)
+    width = {name: ci["accuracy"][1] - ci["accuracy"][0]
+             for name, ci in (("image", by_image), ("patient", by_patient), ("plain", unrepeated))}
+    assert width["patient"] > 2 * width["image"]
+    assert width["patient"] == pytest.approx(width["plain"], rel=0.35)

@@ -1,6 +1,7 @@
 """The HTTP service: every endpoint and every kind of bad input; the model keeps serving."""
 
 import base64
+import csv
 import io
 from concurrent.futures import ThreadPoolExecutor
 
@@ -110,3 +111,26 @@ def test_concurrent_requests_get_their_own_answers(client):
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda data: post(client, "x.jpeg", data).json()["probability"], images))
     assert answers == expected * 8
+
+
+def test_evaluate_predict_and_the_api_give_identical_probabilities(client, trained_run, tmp_path):
+    """One prediction path: the numbers a report shows are the numbers a user is served."""
+    from conftest import run_cxr
+
+    out = tmp_path / "metrics.json"
+    assert run_cxr("evaluate", trained_run, "--data", FULLRES, "--out", out).returncode == 0
+    with open(tmp_path / "predictions.csv", newline="") as f:
+        evaluated = {row["file"]: float(row["probability"]) for row in csv.DictReader(f)}
+    predicted = run_cxr("predict", trained_run, FULLRES)
+    rows = {row["path"]: float(row["probability"]) for row in csv.DictReader(io.StringIO(predicted.stdout))}
+    assert len(evaluated) == len(rows) == 40
+    for path in sorted(rows)[::8]:
+        served = post(client, "x.jpeg", open(path, "rb").read()).json()["probability"]
+        assert served == pytest.approx(rows[path], abs=2e-6) and evaluated[path] == pytest.approx(rows[path], abs=2e-6)
+    assert evaluated.keys() == rows.keys()
+    assert max(abs(evaluated[p] - rows[p]) for p in rows) <= 2e-6
+
+
+def test_model_info_carries_the_preprocessing_contract(client):
+    prep = client.get("/api/model").json()["preprocessing"]
+    assert prep == {"size": 64, "resize": "squash", "intensity": "equalize", "border": "crop", "version": 1}

@@ -9,6 +9,7 @@ Each is converted once and cached as a Keras weights file under the cache folder
 
 import importlib.util
 import logging
+import os
 from pathlib import Path
 
 import keras
@@ -91,10 +92,16 @@ def load_base_weights(name: str, base: keras.Model, weights_path: str | None = N
         return f"ImageNet weights from {Path(weights_path).name}"
     cached = cache_root() / "weights" / f"{name}_imagenet_notop.weights.h5"
     if cached.exists():
-        base.load_weights(cached)
-    else:
-        _convert(name, base)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        base.save_weights(cached)
-        log.info("converted %s ImageNet weights once; cached at %s", name, cached)
+        try:
+            base.load_weights(cached)
+            return SOURCES[name]
+        except Exception as exc:  # a damaged cache entry is converted again
+            log.warning("%s: unreadable cached weights (%s); converting again", cached, exc)
+    _convert(name, base)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside and renamed: another process never opens a half-written file.
+    tmp = cached.with_name(f".{os.getpid()}.{cached.name}")
+    base.save_weights(tmp)
+    os.replace(tmp, cached)
+    log.info("converted %s ImageNet weights once; cached at %s", name, cached)
     return SOURCES[name]
