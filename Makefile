@@ -26,7 +26,9 @@ setup: $(VENV)/.installed
 
 setup-dev: $(VENV)/.installed-dev
 
-# The main job: the seed's three models on the default data, then the comparison report.
+# The main job: the seed's three models and the robust model on the default data, the stress test of each,
+# the data audit, then the comparison report; the model to serve is chosen on validation only.
+ROBUST := --model vgg16_e2e --size 64 --intensity exact --border frame --lr 1e-4 --label-smoothing 0.1 --epochs 12
 demo: setup
 	@if [ -d $(RUNS) ]; then rm -rf $(RUNS).previous && mv $(RUNS) $(RUNS).previous && \
 		echo "the previous demo runs are kept in $(RUNS).previous"; fi
@@ -34,7 +36,10 @@ demo: setup
 	$(BIN)/cxr -q train --model cnn     --out $(RUNS)/cnn     --epochs 100 --patience 20
 	$(BIN)/cxr -q train --model cnn_aug --out $(RUNS)/cnn_aug --epochs 60  --patience 20
 	$(BIN)/cxr -q train --model vgg16   --out $(RUNS)/vgg16   --epochs 100 --patience 20
-	$(BIN)/cxr -q compare $(RUNS)/cnn $(RUNS)/cnn_aug $(RUNS)/vgg16 --out $(REPORT)
+	$(BIN)/cxr -q train $(ROBUST) --out $(RUNS)/vgg16_e2e --patience 20
+	for run in cnn cnn_aug vgg16 vgg16_e2e; do $(BIN)/cxr -q stress $(RUNS)/$$run || exit 1; done
+	$(BIN)/cxr -q audit --out $(REPORT)/audit
+	$(BIN)/cxr -q compare $(RUNS)/cnn $(RUNS)/cnn_aug $(RUNS)/vgg16 $(RUNS)/vgg16_e2e --out $(REPORT)
 
 test: setup-dev
 	$(BIN)/python -m pytest -n 2 -rs --durations=10

@@ -88,3 +88,19 @@ def test_equalization_undoes_gamma_and_contrast_and_clahe_reduces_them():
         assert untouched > 10
         assert change(Preprocessing(48, intensity="equalize"), changed) < 7
         assert change(Preprocessing(48, intensity="clahe"), changed) < 0.8 * untouched
+
+
+@pytest.mark.parametrize("border", ["none", "crop", "frame"])
+def test_exact_equalization_gives_every_image_the_same_histogram_and_keeps_the_order(border):
+    prep = Preprocessing(40, intensity="exact", border=border)
+    k = 4 if border == "frame" else 0
+    outs = [prep.apply(im)[k: 40 - k, k: 40 - k] for im in (ANATOMY, synthetic_chest(80, 70), ANATOMY // 3)]
+    for out in outs:
+        assert np.bincount(out.ravel(), minlength=256).std() < 1.0  # flat: each level equally often
+    plain = Preprocessing(40, border=border).apply(ANATOMY)[k: 40 - k, k: 40 - k].astype(float)
+    assert np.corrcoef(plain.ravel(), outs[0].astype(float).ravel())[0, 1] > 0.8  # the anatomy is kept
+
+
+def test_the_frame_is_blank_and_the_inside_is_not():
+    out = Preprocessing(50, intensity="exact", border="frame").apply(ANATOMY)
+    assert out[:5].max() == 0 and out[:, -5:].max() == 0 and out[5:45, 5:45].std() > 50

@@ -95,6 +95,28 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from cxr.audit import audit
+    from cxr.data.layout import default_data_dir
+    from cxr.data.preprocess import Preprocessing
+
+    prep = Preprocessing(args.size, args.resize, args.intensity, args.border)
+    audit(Path(args.data or default_data_dir()), Path(args.out), prep)
+    print((Path(args.out) / "audit.md").read_text())
+    print(f"audit written to {args.out} (audit.json, audit.md, audit.png)")
+    return 0
+
+
+def cmd_stress(args) -> None:
+    from cxr.stress import stress_run, stress_table
+
+    result = stress_run(args.run, engine=args.engine)
+    print(stress_table(result))
+    print(f"worst photometric change of ROC AUC: {result['worst_photometric_auc_change']:+.3f}; "
+          f"shortcut probe on the run's input: {result['shortcut_probe_auc']:.3f}")
+    print(f"written: {Path(args.run) / 'stress.json'}, {Path(args.run) / 'figures' / 'stress.png'}")
+
+
 def cmd_export(args) -> None:
     from cxr.export import export_onnx
 
@@ -115,7 +137,7 @@ def cmd_serve(args) -> None:
 
 def parser() -> argparse.ArgumentParser:
     from cxr import __version__
-    from cxr.data.preprocess import BORDER_MODES, INTENSITY_MODES, RESIZE_MODES
+    from cxr.data.preprocess import BORDER_MODES, INTENSITY_MODES, RESIZE_MODES, ROBUST
 
     p = argparse.ArgumentParser(prog="cxr", description="Pneumonia detection on pediatric chest X-rays.")
     p.add_argument("--version", action="version", version=f"cxr {__version__}")
@@ -173,6 +195,20 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--precision", choices=["float32", "mixed_bfloat16", "auto"], default="float32", help=PRECISION)
     pr.add_argument("--explain", type=Path, metavar="OUT_DIR", help="write a Grad-CAM PNG per image here")
     pr.set_defaults(func=cmd_predict)
+
+    a = sub.add_parser("audit", help="data inventory and shortcut probe (can acquisition cues predict the label?)")
+    a.add_argument("data", nargs="?", type=Path, help="Kaggle-layout folder (default: $CXR_DATA or the shared data)")
+    a.add_argument("--out", default="reports/audit", help="report folder (default reports/audit)")
+    a.add_argument("--size", type=int, default=128)
+    a.add_argument("--resize", choices=RESIZE_MODES, default=ROBUST.resize)
+    a.add_argument("--intensity", choices=INTENSITY_MODES, default=ROBUST.intensity)
+    a.add_argument("--border", choices=BORDER_MODES, default=ROBUST.border)
+    a.set_defaults(func=cmd_audit)
+
+    st = sub.add_parser("stress", help="the run's test split under acquisition-like changes (stress.json)")
+    st.add_argument("run", type=Path)
+    st.add_argument("--engine", choices=["keras", "onnx"], default="keras")
+    st.set_defaults(func=cmd_stress)
 
     ex = sub.add_parser("export", help="export the model (ONNX) with a metadata file")
     ex.add_argument("run", type=Path)

@@ -14,6 +14,7 @@ import numpy as np
 from cxr.data.cache import LoadedImages, load_images
 from cxr.data.images import decode
 from cxr.data.preprocess import Preprocessing
+from cxr.metrics import apply_temperature
 from cxr.run import RunError, load_run
 
 ONNX_FILE, ONNX_META = "model.onnx", "model.onnx.json"
@@ -64,14 +65,18 @@ class Predictor:
     def _finish(self) -> None:
         self.preprocessing = Preprocessing.from_dict(self.info)
         self.size = self.preprocessing.size
+        self.temperature = float(self.info.get("temperature") or 1.0)  # fitted on validation at training time
         threshold = self.info.get("threshold")
         self.threshold = 0.5 if threshold is None else float(threshold)
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Probabilities for images already preprocessed by this run's preprocessing."""
+        """Calibrated probabilities for images already preprocessed by this run's preprocessing."""
         x = np.asarray(images, dtype=np.float32).reshape(-1, self.size, self.size, 1)
         out = [self._run(x[i: i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        probs = np.concatenate(out) if out else np.zeros(0, np.float32)
+        if self.temperature == 1.0:
+            return probs
+        return apply_temperature(probs, self.temperature).astype(np.float32)
 
     def load(self, paths, use_cache: bool = True, progress: bool = False) -> LoadedImages:
         """Files -> preprocessed images (through the decode cache), bad files reported and skipped."""

@@ -9,7 +9,7 @@ from cxr.data.dataset import load_part
 from cxr.data.layout import discover
 from cxr.data.split import read_split_csv
 from cxr.engines import Predictor
-from cxr.metrics import THRESHOLD_RULE, classification_report, full_report
+from cxr.metrics import THRESHOLD_RULE, calibration, classification_report, full_report
 from cxr.run import read_history, write_json
 
 
@@ -31,6 +31,7 @@ def evaluate_run(run_dir, data=None, out=None) -> dict:
 
     report = full_report(part.labels, probs, predictor.threshold, info.get("threshold_rule", THRESHOLD_RULE),
                          groups=_patient_groups(part))
+    report["calibration"] = calibration(part.labels, probs)
     report.update(model=info["model"], data=source, predict_images_per_s=speed,
                   skipped=[[str(p), why] for p, why in skipped])
     out = Path(out) if out else run_dir / "metrics.json"
@@ -46,6 +47,7 @@ def evaluate_run(run_dir, data=None, out=None) -> dict:
                              f"{info['model']}, threshold {report['threshold']:.3f}")
     figures.roc_curves({info["model"]: (part.labels, probs, report["threshold"])}, fig_dir / "roc.png",
                        f"ROC on {source}")
+    figures.reliability(part.labels, probs, fig_dir / "reliability.png", f"{info['model']} on {source}")
     if (run_dir / "history.csv").exists() and data is None:
         figures.training_curves(read_history(run_dir), fig_dir / "training_curves.png", f"{info['model']}:")
         figures.sample_images(part.images, part.labels, fig_dir / "samples.png")

@@ -97,3 +97,54 @@ def roc_curves(curves: dict, path: Path, title: str = "ROC curve") -> Path:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return save(fig, path)
+
+
+def stress_chart(result: dict, path: Path) -> Path:
+    """ROC AUC under each acquisition-like change, against the unchanged test split."""
+    names = list(result["perturbations"])
+    values = [result["perturbations"][n]["roc_auc"] for n in names]
+    colours = ["tab:blue" if result["perturbations"][n]["kind"] == "photometric" else "tab:orange" for n in names]
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.4))
+    ax.barh(names, values, color=colours)
+    base = result["baseline"]["roc_auc"]
+    ax.axvline(base, color="black", lw=1, label=f"unchanged {base:.3f}")
+    ax.axvline(base - 0.02, color="black", lw=1, ls=":", label="unchanged - 0.02")
+    ax.set_xlim(max(0.5, min(values) - 0.02), 1.0)
+    ax.invert_yaxis()
+    ax.set_xlabel("ROC AUC on the test split (blue: photometric, orange: geometric)")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def probe_chart(probes: dict, warn_above: float, path: Path) -> Path:
+    """Univariate ROC AUC of each statistic, and the probe's AUC, without and with preprocessing."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    names = list(next(iter(probes.values()))["feature_auc"]) + ["probe (all six)"]
+    width = 0.8 / len(probes)
+    for i, (label, p) in enumerate(probes.items()):
+        values = [max(a, 1 - a) for a in p["feature_auc"].values()] + [p["auc"]]
+        ax.bar(np.arange(len(names)) + i * width, values, width, label=label)
+    ax.axhline(warn_above, color="red", ls=":", lw=1, label=f"warning above {warn_above}")
+    ax.set_xticks(np.arange(len(names)) + width * (len(probes) - 1) / 2, names, rotation=20, fontsize=8)
+    ax.set_ylim(0.45, 1.0)
+    ax.set_ylabel("ROC AUC (0.5: no cue)")
+    ax.set_title("Can acquisition statistics predict the label?", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def reliability(labels, probs, path: Path, title: str, bins: int = 10) -> Path:
+    """Reliability diagram: observed share of PNEUMONIA against the predicted probability, per bin."""
+    from sklearn.calibration import calibration_curve
+
+    observed, predicted = calibration_curve(labels, probs, n_bins=bins, strategy="uniform")
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfectly calibrated")
+    ax.plot(predicted, observed, marker="o", label="model")
+    ax.set_xlabel("predicted P(pneumonia)")
+    ax.set_ylabel("observed share of pneumonia")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    return save(fig, path)

@@ -96,3 +96,43 @@ def classification_report(labels, probs, threshold: float) -> str:
     predicted = (np.asarray(probs) >= threshold).astype(int)
     return skm.classification_report(labels, predicted, labels=[0, 1], target_names=list(CLASSES), digits=3,
                                      zero_division=0)
+
+
+def expected_calibration_error(labels, probs, bins: int = 10) -> float:
+    """Mean |observed rate - predicted probability| over equal-width probability bins, weighted by bin size."""
+    labels, probs = np.asarray(labels, dtype=np.float64), np.asarray(probs, dtype=np.float64)
+    which = np.minimum((probs * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            error += inside.mean() * abs(labels[inside].mean() - probs[inside].mean())
+    return float(error)
+
+
+def calibration(labels, probs) -> dict:
+    return {"brier": float(skm.brier_score_loss(labels, probs)), "ece": expected_calibration_error(labels, probs)}
+
+
+def logits(probs) -> np.ndarray:
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def apply_temperature(probs, temperature: float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits(probs) / temperature))
+
+
+def fit_temperature(labels, probs) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 that minimises the log loss of sigmoid(logit / T)."""
+    from scipy.optimize import minimize_scalar
+
+    labels = np.asarray(labels)
+    if labels.min() == labels.max():
+        return 1.0
+    z = logits(probs)
+
+    def loss(log_t):
+        return skm.log_loss(labels, 1.0 / (1.0 + np.exp(-z / np.exp(log_t))), labels=[0, 1])
+
+    return float(np.exp(minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded").x))

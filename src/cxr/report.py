@@ -12,7 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from cxr import figures
+from cxr.model_card import write_model_card
 from cxr.run import read_history, read_json, write_json
+from cxr.stress import PERTURBATIONS, stress_run
 
 COLUMNS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc")
 
@@ -70,6 +72,37 @@ def _confusion_figure(runs, path: Path) -> Path:
     return figures.save(fig, path)
 
 
+def _stress_summary(runs) -> str:
+    lines = ["| run | unchanged AUC | worst photometric ΔAUC | worst geometric ΔAUC | shortcut probe AUC |",
+             "|---|---|---|---|---|"]
+    for r in runs:
+        stress = read_json(r["dir"] / "stress.json")
+        worst = {kind: min(p["roc_auc_change"] for p in stress["perturbations"].values() if p["kind"] == kind)
+                 for kind in ("photometric", "geometric")}
+        lines.append(f"| {r['name']} | {stress['baseline']['roc_auc']:.3f} | {worst['photometric']:+.3f} "
+                     f"| {worst['geometric']:+.3f} | {stress['shortcut_probe_auc']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _stress_figure(runs, path: Path) -> Path:
+    """ROC AUC of each run on the test split under each change; the dashed line is its unchanged AUC."""
+    names = list(PERTURBATIONS)
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(names) + 1.6))
+    height = 0.8 / len(runs)
+    for i, r in enumerate(runs):
+        stress = read_json(r["dir"] / "stress.json")
+        values = [stress["perturbations"][n]["roc_auc"] for n in names]
+        bars = ax.barh(np.arange(len(names)) + i * height, values, height, label=r["name"])
+        ax.axvline(stress["baseline"]["roc_auc"], color=bars.patches[0].get_facecolor(), ls="--", lw=1)
+    ax.set_yticks(np.arange(len(names)) + height * (len(runs) - 1) / 2, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0.5, 1.0)
+    ax.set_xlabel("ROC AUC on the test split after the change (before preprocessing)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return figures.save(fig, path)
+
+
 def _embed(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
@@ -115,15 +148,27 @@ def compare(run_dirs: list[Path], out_dir: Path) -> Path:
             {r["name"]: (r["labels"], r["probs"], r["metrics"]["threshold"]) for r in runs},
             fig_dir / "roc_curves.png", "ROC on test"),
     }
-    # The model to serve is picked on validation loss, never on the test numbers shown above.
-    best = min(runs, key=lambda r: r["best_val_loss"])
+    # The model to serve is picked on validation only, never on the test numbers shown above: the mean
+    # validation ROC AUC over the unchanged images and every acquisition-like change of `cxr stress`.
+    for r in runs:
+        r["val_robust_auc"] = stress_run(r["dir"], side="val")["mean_roc_auc"]
+        write_model_card(r["dir"])
+    best = max(runs, key=lambda r: (round(r["val_robust_auc"], 3), -r["best_val_loss"]))
     notes = [f"{r['name']}: {r['training']['split_note']}; {r['info']['weights_note'] or 'trained from scratch'}"
              for r in runs]
-    notes.append(f"Best on validation loss: {best['name']} (the one `make serve` serves).")
+    notes.append("Validation ROC AUC, mean over unchanged images and the 16 acquisition-like changes: "
+                 + ", ".join(f"{r['name']} {r['val_robust_auc']:.4f}" for r in runs) + ".")
+    notes.append(f"Chosen on validation: {best['name']} (the one `make serve` serves).")
+    stressed = [r for r in runs if (r["dir"] / "stress.json").exists()]
+    if stressed:
+        figure_paths["Stress test (test split)"] = _stress_figure(stressed, fig_dir / "stress.png")
     table = _table(runs)
     (out_dir / "table.md").write_text(table)
     md = ["# Model comparison", "", ("Test split metrics at the validation-chosen threshold, 95% bootstrap "
           "intervals in brackets."), "", table, *(f"- {n}" for n in notes), ""]
+    if stressed:
+        md += ["## Stress test", "", "Test split ROC AUC under acquisition-like changes applied before preprocessing "
+               "(`cxr stress RUN`; full tables in each run's MODEL_CARD.md).", "", _stress_summary(stressed)]
     md += [f"## {name}\n\n![{name}]({path.relative_to(out_dir)})\n" for name, path in figure_paths.items()]
     md += ["## Model summaries", ""] + [f"### {r['name']}\n\n```\n{r['summary']}```\n" for r in runs]
     (out_dir / "report.md").write_text("\n".join(md))
@@ -131,6 +176,7 @@ def compare(run_dirs: list[Path], out_dir: Path) -> Path:
     (out_dir / "best_run.txt").write_text(str(best["dir"]) + "\n")
     write_json(out_dir / "comparison.json", [
         {"run": str(r["dir"]), "model": r["info"]["model"], "best_val_loss": r["best_val_loss"],
+         "val_robust_auc": r["val_robust_auc"],
          **{c: r["metrics"][c] for c in (*COLUMNS, "threshold", "predict_images_per_s")},
          "ci95": r["metrics"]["ci95"], "train_seconds": r["training"]["train_seconds"]}
         for r in runs

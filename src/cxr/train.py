@@ -17,7 +17,7 @@ from cxr.config import TrainConfig
 from cxr.data.dataset import Prepared, prepare
 from cxr.engines import Predictor
 from cxr.features import cached_features
-from cxr.metrics import THRESHOLD_RULE, choose_threshold
+from cxr.metrics import THRESHOLD_RULE, apply_temperature, calibration, choose_threshold, fit_temperature
 from cxr.models import Built, build, copy_in_precision
 from cxr.precision import resolve_precision
 from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_keras_model, read_history, read_json, write_json
@@ -128,7 +128,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         "trainable_parameters": int(sum(np.prod(w.shape) for w in final.trainable_weights)),
         "cxr_version": __version__,
     }
-    val_probs = Predictor.from_model(final, info).predict(val_part.images)
+    raw_val = Predictor.from_model(final, info).predict(val_part.images)
+    # Calibrated on validation, then the threshold chosen on the calibrated probabilities.
+    info["temperature"] = fit_temperature(val_part.labels, raw_val)
+    val_probs = apply_temperature(raw_val, info["temperature"])
+    info["calibration_on_validation"] = {"before": calibration(val_part.labels, raw_val),
+                                         "after": calibration(val_part.labels, val_probs)}
     info["threshold"] = choose_threshold(val_part.labels, val_probs)
     write_json(run_dir / INFO_FILE, info)
     history = read_history(run_dir)

@@ -7,7 +7,7 @@ run and loads in Keras safe mode.
 
 import keras
 
-from cxr.models import cnn, transfer  # noqa: F401  (importing registers the builders)
+from cxr.models import cnn, finetune, transfer  # noqa: F401  (importing registers the builders)
 from cxr.models.registry import BUILDERS, Built
 
 __all__ = ["Built", "build", "copy_in_precision", "names"]

@@ -1,0 +1,65 @@
+"""MODEL_CARD.md for a run: what the model is for, what it was trained on, how well it does, where it fails."""
+
+from pathlib import Path
+
+from cxr.run import read_json
+
+INTENDED_USE = (
+    "Research and teaching: screening-style triage of pediatric (1-5 years) frontal chest X-rays into NORMAL or "
+    "PNEUMONIA, for people who want to inspect, export and serve such a model. **Not a diagnosis**: not a "
+    "medical device, not validated for clinical use; a qualified clinician must read every X-ray."
+)
+LIMITATIONS = [
+    "Trained on one acquisition batch (Guangzhou Women and Children's Medical Center, Kermany et al. 2018). "
+    "On X-rays from another batch, earlier models of this project lost 15 points of accuracy, most of it as "
+    "NORMAL images called PNEUMONIA; the carved test split below comes from the training batch and overstates "
+    "what to expect elsewhere. Score your own data: `cxr evaluate RUN --data YOUR_FOLDER`.",
+    "Children only; no adults, no lateral views, no other findings (effusion, nodules, tubes and lines).",
+    "Bacterial and viral pneumonia are one class.",
+    "Probabilities are calibrated on the validation split (temperature scaling); calibration on other data "
+    "is not guaranteed.",
+]
+
+
+def _fmt(metrics: dict, name: str) -> str:
+    lo, hi = metrics["ci95"][name]
+    return f"{metrics[name]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def write_model_card(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    info, training = read_json(run_dir / "model.json"), read_json(run_dir / "training.json")
+    metrics = read_json(run_dir / "metrics.json")
+    prep = info.get("preprocessing") or {"size": info["size"], "resize": "squash", "intensity": "none",
+                                         "border": "none"}
+    lines = [f"# Model card: {run_dir.name} ({info['model']})", "", "## Intended use", "", INTENDED_USE, "",
+             "## Data", "", f"- {training['split_note']}", f"- images per side: {training['images']}",
+             f"- skipped unreadable files: {len(training['skipped'])}", "",
+             "## Model and preprocessing", "",
+             f"- architecture: `{info['model']}`, {info['parameters']:,} parameters "
+             f"({info['trainable_parameters']:,} trainable); weights: {info['weights_note'] or 'trained from scratch'}",
+             f"- input: {prep['size']} x {prep['size']} grayscale; resize `{prep['resize']}`, intensity "
+             f"`{prep['intensity']}`, border `{prep['border']}` (stored in model.json, applied by every path)",
+             f"- decision threshold {info['threshold']:.3f}: {info['threshold_rule']}",
+             f"- temperature {info.get('temperature', 1.0):.3f} (fitted on validation)", "",
+             f"## Metrics on {metrics['data']} (n = {metrics['n']}, 95% intervals resampling "
+             f"{metrics.get('ci95_resamples', 'images')})", "",
+             "| accuracy | sensitivity | specificity | F1 | ROC AUC |", "|---|---|---|---|---|",
+             "| " + " | ".join(_fmt(metrics, m) for m in ("accuracy", "sensitivity", "specificity", "f1", "roc_auc"))
+             + " |", ""]
+    if "calibration" in metrics:
+        c = metrics["calibration"]
+        lines += [f"Calibration on this split: Brier {c['brier']:.3f}, ECE {c['ece']:.3f}.", ""]
+    stress_file = run_dir / "stress.json"
+    if stress_file.exists():
+        from cxr.stress import stress_table
+
+        stress = read_json(stress_file)
+        lines += ["## Stress test (acquisition-like changes before preprocessing, test split)", "",
+                  stress_table(stress),
+                  f"Shortcut probe on this model's input: ROC AUC {stress['shortcut_probe_auc']:.3f} (0.5: no cue).",
+                  ""]
+    lines += ["## Limitations", "", *(f"- {item}" for item in LIMITATIONS), ""]
+    path = run_dir / "MODEL_CARD.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,169 @@
+"""Stress test: a run's test split under acquisition-like changes, each applied to the decoded X-ray
+before the run's own preprocessing, as a different scanner or hospital would change it.
+
+Photometric changes alter grey levels, sharpness or noise; geometric changes alter framing and shape.
+The same changes on the validation split give the robustness that model selection may use.
+"""
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from cxr import figures
+from cxr.data.images import read_grayscale
+from cxr.data.pixels import ImageError
+from cxr.data.split import read_split_csv
+from cxr.engines import Predictor
+from cxr.metrics import binary_metrics
+from cxr.probe import shortcut_probe
+from cxr.run import write_json
+
+
+def _gamma(g):
+    return lambda im: (255.0 * (im / 255.0) ** g).round().astype(np.uint8)
+
+
+def _linear(scale, shift):
+    return lambda im: np.clip((im.astype(np.float32) - 128.0) * scale + 128.0 + shift, 0, 255).astype(np.uint8)
+
+
+def _jpeg(quality):
+    def apply(im):
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(im).save(buffer, format="JPEG", quality=quality)
+        return np.asarray(Image.open(buffer).convert("L"))
+    return apply
+
+
+def _cv2(name, *args, **kwargs):
+    def apply(im):
+        import cv2
+
+        return getattr(cv2, name)(im, *args, **kwargs)
+    return apply
+
+
+def _noise(sigma):
+    def apply(im):
+        rng = np.random.default_rng(im.size)  # deterministic per image size: repeatable runs
+        return np.clip(im + rng.normal(0, sigma, im.shape), 0, 255).astype(np.uint8)
+    return apply
+
+
+def _downscale(im):
+    import cv2
+
+    h, w = im.shape
+    small = cv2.resize(im, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _add_border(share):
+    def apply(im):
+        h, w = im.shape
+        dy, dx = int(share * h), int(share * w)
+        return np.pad(im, ((dy, dy), (dx, dx)))
+    return apply
+
+
+def _crop_border(share):
+    def apply(im):
+        h, w = im.shape
+        dy, dx = int(share * h), int(share * w)
+        return im[dy: h - dy, dx: w - dx]
+    return apply
+
+
+def _width(scale):
+    def apply(im):
+        import cv2
+
+        return cv2.resize(im, (max(8, int(im.shape[1] * scale)), im.shape[0]), interpolation=cv2.INTER_AREA)
+    return apply
+
+
+def _rotate(degrees):
+    def apply(im):
+        import cv2
+
+        h, w = im.shape
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+        return cv2.warpAffine(im, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    return apply
+
+
+PERTURBATIONS = {
+    "gamma_0.6": ("photometric", _gamma(0.6)),
+    "gamma_1.6": ("photometric", _gamma(1.6)),
+    "contrast_+30%": ("photometric", _linear(1.3, 0)),
+    "contrast_-30%": ("photometric", _linear(0.7, 0)),
+    "brightness_+20%": ("photometric", _linear(1.0, 51)),
+    "brightness_-20%": ("photometric", _linear(1.0, -51)),
+    "histogram_equalization": ("photometric", _cv2("equalizeHist")),
+    "jpeg_quality_30": ("photometric", _jpeg(30)),
+    "gaussian_blur": ("photometric", _cv2("GaussianBlur", (0, 0), 1.5)),
+    "gaussian_noise": ("photometric", _noise(8.0)),
+    "downscale_upscale_x2": ("photometric", _downscale),
+    "black_borders_10%": ("geometric", _add_border(0.10)),
+    "borders_cropped_10%": ("geometric", _crop_border(0.10)),
+    "width_stretched_25%": ("geometric", _width(1.25)),
+    "width_shrunk_25%": ("geometric", _width(0.75)),
+    "rotation_5deg": ("geometric", _rotate(5.0)),
+}
+SHOWN = ("roc_auc", "accuracy", "sensitivity", "specificity")
+
+
+def stress_run(run_dir: Path, side: str = "test", engine: str = "keras") -> dict:
+    """Every perturbation on one side of the run's split. The test side writes RUN/stress.json and a figure;
+    the validation side (RUN/stress_val.json) is what model selection may look at."""
+    run_dir = Path(run_dir)
+    predictor = Predictor(run_dir, engine=engine)
+    prep = predictor.preprocessing
+    originals, labels, patients = [], [], []
+    for record in read_split_csv(run_dir / "split.csv").part(side):
+        try:
+            originals.append(read_grayscale(Path(record.path).read_bytes(), prep.size))
+        except (OSError, ImageError):
+            continue  # skipped at training time as well
+        labels.append(record.label)
+        patients.append(record.patient)
+    labels = np.array(labels)
+
+    def scored(change=None) -> tuple[dict, np.ndarray]:
+        images = np.stack([prep.apply(change(im) if change else im) for im in originals])
+        m = binary_metrics(labels, predictor.predict(images), predictor.threshold)
+        return {name: m[name] for name in SHOWN}, images
+
+    baseline, inputs = scored()
+    result = {"run": str(run_dir), "side": side, "images": int(len(labels)), "threshold": predictor.threshold,
+              "preprocessing": prep.to_dict(), "baseline": baseline, "perturbations": {}}
+    for name, (kind, change) in PERTURBATIONS.items():
+        metrics, _ = scored(change)
+        metrics["roc_auc_change"] = metrics["roc_auc"] - baseline["roc_auc"]
+        result["perturbations"][name] = {"kind": kind, **metrics}
+    result["shortcut_probe_auc"] = shortcut_probe(inputs, labels, patients)
+    worst = min((p for p in result["perturbations"].values() if p["kind"] == "photometric"),
+                key=lambda p: p["roc_auc_change"])
+    result["worst_photometric_auc_change"] = worst["roc_auc_change"]
+    result["mean_roc_auc"] = float(np.mean([baseline["roc_auc"]] + [
+        p["roc_auc"] for p in result["perturbations"].values()]))
+    if side == "test":
+        write_json(run_dir / "stress.json", result)
+        figures.stress_chart(result, run_dir / "figures" / "stress.png")
+    else:
+        write_json(run_dir / f"stress_{side}.json", result)
+    return result
+
+
+def stress_table(result: dict) -> str:
+    lines = ["| change | kind | ROC AUC | ΔAUC | accuracy | sensitivity | specificity |",
+             "|---|---|---|---|---|---|---|"]
+    rows = {"none": {"kind": "", **result["baseline"]}, **result["perturbations"]}
+    for name, p in rows.items():
+        change = f"{p['roc_auc_change']:+.3f}" if "roc_auc_change" in p else ""
+        lines.append(f"| {name} | {p['kind']} | {p['roc_auc']:.3f} | {change} | {p['accuracy']:.3f} "
+                     f"| {p['sensitivity']:.3f} | {p['specificity']:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,60 @@
+"""The shortcut probe, `cxr audit` and `cxr stress`: synthetic cues for logic, a small real subset for commands."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cxr
+from cxr.probe import shortcut_probe
+from cxr.stress import PERTURBATIONS
+
+
+def noisy_images(n, seed):
+    return np.random.default_rng(seed).integers(60, 200, (n, 64, 64)).astype(np.uint8)
+
+
+def test_probe_finds_a_planted_border_cue_and_nothing_in_noise():
+    labels = np.arange(200) % 2
+    images = noisy_images(200, 0)
+    assert shortcut_probe(images, labels) < 0.65
+    framed = images.copy()
+    framed[labels == 0, :, :5] = 0  # black collimation border on the left of every NORMAL image
+    assert shortcut_probe(framed, labels) > 0.95
+
+
+def test_every_perturbation_keeps_an_image_an_image():
+    image = np.clip(np.random.default_rng(2).normal(120, 40, (90, 120)), 0, 255).astype(np.uint8)
+    kinds = {kind for kind, _ in PERTURBATIONS.values()}
+    assert len(PERTURBATIONS) >= 8 and kinds == {"photometric", "geometric"}
+    for name, (_, change) in PERTURBATIONS.items():
+        out = change(image)
+        assert out.dtype == np.uint8 and out.ndim == 2 and min(out.shape) >= 8, name
+        assert not np.array_equal(out, image), f"{name} changed nothing"
+
+
+@pytest.mark.integration
+def test_audit_on_real_xrays_flags_the_raw_cue(real_subset, tmp_path):
+    result = run_cxr("audit", real_subset, "--out", tmp_path / "audit")
+    assert result.returncode == 0, result.stderr[-2000:]
+    audit = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    counts = {(r["split"], r["class"]): r["images"] for r in audit["inventory"]}
+    assert counts == {("train", "NORMAL"): 60, ("train", "PNEUMONIA"): 60}
+    probes = audit["shortcut_probe"]
+    assert probes["raw"]["auc"] > 0.7 and probes["preprocessed"]["auc"] < 0.65
+    assert audit["aspect_ratio_auc"] is None  # the shared copies are all 224 x 224
+    assert (tmp_path / "audit" / "audit.png").stat().st_size > 5000 and "Shortcut probe" in result.stdout
+
+
+@pytest.mark.integration
+def test_stress_writes_every_perturbation_for_the_run(trained_run):
+    result = run_cxr("stress", trained_run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    stress = json.loads((trained_run / "stress.json").read_text())
+    assert set(stress["perturbations"]) == set(PERTURBATIONS)
+    for p in stress["perturbations"].values():
+        assert p["kind"] in ("photometric", "geometric") and 0 <= p["accuracy"] <= 1
+        assert set(p) >= {"roc_auc", "accuracy", "sensitivity", "specificity"}
+    assert 0 <= stress["shortcut_probe_auc"] <= 1 and "baseline" in stress
+    assert (trained_run / "figures" / "stress.png").stat().st_size > 5000
+    assert "width_shrunk_25%" in result.stdout
