@@ -79,7 +79,7 @@ def trained_run(real_subset, tmp_path_factory) -> Path:
     so that every path downstream (evaluate, predict, serve, ONNX) has to honour the stored contract."""
     run = tmp_path_factory.mktemp("runs") / "cnn"
     result = run_cxr("train", "--model", "cnn", "--data", real_subset, "--out", run, "--epochs", 3, "--size", 64,
-                     "--split", "pooled", "--seed", 3, "--intensity", "equalize", "--border", "crop")
+                     "--split", "pooled", "--seed", 3, "--intensity", "exact", "--border", "frame")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test: n=" in result.stdout
     return run

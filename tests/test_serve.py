@@ -133,4 +133,4 @@ def test_evaluate_predict_and_the_api_give_identical_probabilities(client, train
 
 def test_model_info_carries_the_preprocessing_contract(client):
     prep = client.get("/api/model").json()["preprocessing"]
-    assert prep == {"size": 64, "resize": "squash", "intensity": "equalize", "border": "crop", "version": 1}
+    assert prep == {"size": 64, "resize": "squash", "intensity": "exact", "border": "frame", "version": 1}

@@ -117,6 +117,15 @@ def cmd_stress(args) -> None:
     print(f"written: {Path(args.run) / 'stress.json'}, {Path(args.run) / 'figures' / 'stress.png'}")
 
 
+def cmd_ensemble(args) -> None:
+    from cxr.ensemble import make_ensemble
+    from cxr.evaluate import evaluate_run
+
+    run_dir = make_ensemble(args.runs, args.out, tta=not args.no_tta)
+    print(f"test: {_headline(evaluate_run(run_dir))}")
+    print(f"run folder: {run_dir}")
+
+
 def cmd_export(args) -> None:
     from cxr.export import export_onnx
 
@@ -209,6 +218,12 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("run", type=Path)
     st.add_argument("--engine", choices=["keras", "onnx"], default="keras")
     st.set_defaults(func=cmd_stress)
+
+    en = sub.add_parser("ensemble", help="mean probability of several runs (+ test-time augmentation) as a new run")
+    en.add_argument("runs", nargs="+", type=Path, help="runs with the same preprocessing and split")
+    en.add_argument("--out", type=Path, required=True, help="new run folder, e.g. runs/ensemble")
+    en.add_argument("--no-tta", action="store_true", help="only the images as they are (no zoomed/widened views)")
+    en.set_defaults(func=cmd_ensemble)
 
     ex = sub.add_parser("export", help="export the model (ONNX) with a metadata file")
     ex.add_argument("run", type=Path)

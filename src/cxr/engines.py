@@ -57,6 +57,8 @@ class Predictor:
         from cxr.precision import resolve_precision
 
         self.model, self.info, self.precision = model, info, resolve_precision(precision)
+        if "members" in info:  # an ensemble has no single architecture to rebuild in another precision
+            self.precision = "float32"
         fast = model
         if self.precision == "mixed_bfloat16":  # 3x faster on bfloat16 CPUs; probabilities move ~1e-3
             fast = copy_in_precision(info["model"], int(info["size"]), model, "mixed_bfloat16")
@@ -85,6 +87,14 @@ class Predictor:
     def decode(self, data: bytes) -> np.ndarray:
         """Bytes of one file -> the preprocessed image the model sees."""
         return decode(data, self.preprocessing)
+
+    def explained_model(self):
+        """The model whose evidence maps are shown: the run's own, or for an ensemble its first member."""
+        if self.model is None:
+            raise RunError("explanations need the Keras engine (gradients are not available from ONNX Runtime)")
+        if "members" in self.info:
+            return load_run(Path(self.info["members"][0]))[0]
+        return self.model
 
     def label(self, prob: float) -> str:
         return self.info["classes"][int(prob >= self.threshold)]

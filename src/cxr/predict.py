@@ -61,9 +61,7 @@ def predict_paths(predictor: Predictor, inputs, explain_dir: Path | None = None,
 def write_explanations(predictor: Predictor, images, paths, probs, out_dir: Path) -> None:
     from cxr.explain import HiResCam, overlay_png
 
-    if predictor.model is None:
-        raise SystemExit("--explain needs the Keras engine (gradients are not available from ONNX Runtime)")
-    cam = HiResCam(predictor.model)
+    cam = HiResCam(predictor.explained_model())
     out_dir.mkdir(parents=True, exist_ok=True)
     for i in range(0, len(images), 32):
         found = cam.explain(images[i: i + 32], predictor.threshold)

@@ -22,8 +22,8 @@ COLUMNS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc")
 def _load(run_dir: Path) -> dict:
     with open(run_dir / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    history = read_history(run_dir)
-    best = int(np.argmin(history["val_loss"]))
+    history = read_history(run_dir) if (run_dir / "history.csv").exists() else {"val_loss": np.array([np.nan])}
+    best = int(np.nanargmin(history["val_loss"])) if np.isfinite(history["val_loss"]).any() else 0
     return {
         "name": run_dir.name,
         "dir": run_dir,
@@ -57,6 +57,7 @@ def _table(runs: list[dict]) -> str:
 
 
 def _curves_figure(runs, path: Path) -> Path:
+    runs = [r for r in runs if "loss" in r["history"]]  # an ensemble trains nothing itself
     fig, axes = plt.subplots(len(runs), 2, figsize=(10, 3.0 * len(runs)), squeeze=False)
     for row, r in zip(axes, runs):
         figures.draw_curves(row, r["history"], f"{r['name']}:")
@@ -153,7 +154,7 @@ def compare(run_dirs: list[Path], out_dir: Path) -> Path:
     for r in runs:
         r["val_robust_auc"] = stress_run(r["dir"], side="val")["mean_roc_auc"]
         write_model_card(r["dir"])
-    best = max(runs, key=lambda r: (round(r["val_robust_auc"], 3), -r["best_val_loss"]))
+    best = max(runs, key=lambda r: r["val_robust_auc"])
     notes = [f"{r['name']}: {r['training']['split_note']}; {r['info']['weights_note'] or 'trained from scratch'}"
              for r in runs]
     notes.append("Validation ROC AUC, mean over unchanged images and the 16 acquisition-like changes: "

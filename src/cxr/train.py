@@ -118,7 +118,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         final = copy_in_precision(cfg.model, cfg.size, built.model, "float32")
     keras.mixed_precision.set_global_policy("float32")
     final.save(run_dir / MODEL_FILE)
-    (run_dir / "summary.txt").write_text(_summary(final))
+    (run_dir / "summary.txt").write_text(summary_text(final))
     info = {
         "model": cfg.model, "size": cfg.size, "classes": list(CLASSES),
         "preprocessing": cfg.preprocessing.to_dict(),
@@ -128,14 +128,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         "trainable_parameters": int(sum(np.prod(w.shape) for w in final.trainable_weights)),
         "cxr_version": __version__,
     }
-    raw_val = Predictor.from_model(final, info).predict(val_part.images)
-    # Calibrated on validation, then the threshold chosen on the calibrated probabilities.
-    info["temperature"] = fit_temperature(val_part.labels, raw_val)
-    val_probs = apply_temperature(raw_val, info["temperature"])
-    info["calibration_on_validation"] = {"before": calibration(val_part.labels, raw_val),
-                                         "after": calibration(val_part.labels, val_probs)}
-    info["threshold"] = choose_threshold(val_part.labels, val_probs)
-    write_json(run_dir / INFO_FILE, info)
+    write_json(run_dir / INFO_FILE, calibrated_on_validation(final, info, val_part))
     history = read_history(run_dir)
     write_json(run_dir / "training.json", {
         "split_note": data.split.note,
@@ -153,7 +146,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     return run_dir
 
 
-def _summary(model: keras.Model) -> str:
+def calibrated_on_validation(model: keras.Model, info: dict, val_part) -> dict:
+    """info with the temperature fitted on validation, and the threshold chosen on the calibrated probabilities."""
+    raw = Predictor.from_model(model, info).predict(val_part.images)
+    temperature = fit_temperature(val_part.labels, raw)
+    calibrated = apply_temperature(raw, temperature)
+    return {**info, "temperature": temperature,
+            "calibration_on_validation": {"before": calibration(val_part.labels, raw),
+                                          "after": calibration(val_part.labels, calibrated)},
+            "threshold": choose_threshold(val_part.labels, calibrated)}
+
+
+def summary_text(model: keras.Model) -> str:
     lines = []
     model.summary(print_fn=lambda line, **_: lines.append(line), expand_nested=True)
     return "\n".join(lines) + "\n"

@@ -52,7 +52,7 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
 
                 if predictor.model is None:
                     raise HTTPException(400, "explanations need the Keras engine")
-                gradcam["cam"] = HiResCam(predictor.model)
+                gradcam["cam"] = HiResCam(predictor.explained_model())
             return gradcam["cam"]
 
     app = FastAPI(title="cxr", version=__version__,

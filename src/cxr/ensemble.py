@@ -1,0 +1,78 @@
+"""`cxr ensemble RUN... --out DIR`: the mean probability of several runs, with test-time augmentation,
+saved as a run folder of its own (one Keras model, so every path serves it like any other run).
+
+Members must share their preprocessing and their split, so the ensemble's validation split, on which its
+temperature and threshold are chosen, is one that no member trained on.
+"""
+
+import shutil
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from cxr import __version__
+from cxr.data.dataset import load_part
+from cxr.data.preprocess import Preprocessing
+from cxr.data.split import read_split_csv
+from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_run, read_json, write_json
+from cxr.train import calibrated_on_validation, summary_text
+
+TTA_ZOOM = 1.1  # the extra views: zoomed in 10%, and widened 10%, each cropped back to the centre
+
+
+def _views(image, size: int) -> list:
+    """The image as it is, plus deterministic views a different framing would give (built-in layers only)."""
+    zoom = round(size * TTA_ZOOM)
+    zoomed = layers.CenterCrop(size, size)(layers.Resizing(zoom, zoom)(image))
+    widened = layers.CenterCrop(size, size)(layers.Resizing(size, zoom)(image))
+    return [image, zoomed, widened]
+
+
+def build_ensemble(members: list[keras.Model], size: int, tta: bool) -> keras.Model:
+    for i, member in enumerate(members):
+        member.name = f"member{i}_{member.name}"  # names must be unique inside one model
+    image = keras.Input((size, size, 1), name="image")
+    views = _views(image, size) if tta else [image]
+    outputs = [member(view) for member in members for view in views]
+    mean = layers.Average(name="mean_probability")(outputs) if len(outputs) > 1 else outputs[0]
+    return keras.Model(image, mean, name="ensemble")
+
+
+def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
+    run_dirs, out = [Path(r) for r in run_dirs], Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out} already holds a run; choose another --out")
+    loaded = [load_run(r) for r in run_dirs]
+    infos = [info for _, info in loaded]
+    preps = {str(info.get("preprocessing")) for info in infos}
+    if len(preps) != 1 or len({info["size"] for info in infos}) != 1:
+        raise RunError("ensemble members must share their preprocessing and size: " + "; ".join(
+            f"{r}: {info.get('preprocessing')}" for r, info in zip(run_dirs, infos)))
+    if len({(r / "split.csv").read_bytes() for r in run_dirs}) != 1:
+        raise RunError("ensemble members must share their split (same data, split mode and seed)")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run_dirs[0] / "split.csv", out / "split.csv")
+    size = int(infos[0]["size"])
+    model = build_ensemble([m for m, _ in loaded], size, tta)
+    model.save(out / MODEL_FILE)
+    (out / "summary.txt").write_text(summary_text(model))
+    members = [str(r) for r in run_dirs]
+    write_json(out / "config.json", {"model": "ensemble", "members": members, "tta": tta, "cxr_version": __version__})
+    info = {
+        **{k: infos[0][k] for k in ("size", "classes", "preprocessing", "input", "threshold_rule")},
+        "model": "ensemble", "members": members, "tta": tta,
+        "weights_note": "mean of " + ", ".join(f"{r.name} ({i['weights_note'] or 'from scratch'})"
+                                              for r, i in zip(run_dirs, infos)),
+        "parameters": int(model.count_params()), "trainable_parameters": 0, "cxr_version": __version__,
+    }
+    val_part, _, _ = load_part(read_split_csv(out / "split.csv").part("val"), Preprocessing.from_dict(info))
+    write_json(out / INFO_FILE, calibrated_on_validation(model, info, val_part))
+    trainings = [read_json(r / "training.json") for r in run_dirs]
+    write_json(out / "training.json", {
+        **{k: trainings[0][k] for k in ("split_note", "images", "skipped", "precision")},
+        "epochs_run": 0, "members": members,
+        "train_seconds": float(sum(t["train_seconds"] for t in trainings)),
+        "epoch_seconds_mean": 0.0, "feature_seconds": 0.0, "load_seconds": 0.0,
+    })
+    return out

@@ -1,0 +1,51 @@
+"""`cxr ensemble`: a run folder like any other, equal to its member when averaged with itself."""
+
+import csv
+import io
+import json
+import shutil
+
+import pytest
+
+from conftest import FULLRES, run_cxr
+
+pytestmark = pytest.mark.integration
+
+
+def probabilities(run, *extra):
+    result = run_cxr("predict", run, FULLRES / "NORMAL", *extra)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {row["path"]: float(row["probability"]) for row in csv.DictReader(io.StringIO(result.stdout))}
+
+
+def test_a_run_averaged_with_itself_predicts_like_the_run(trained_run, tmp_path):
+    out = tmp_path / "same"
+    result = run_cxr("ensemble", trained_run, trained_run, "--out", out, "--no-tta")
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = json.loads((out / "model.json").read_text())
+    single = json.loads((trained_run / "model.json").read_text())
+    assert info["preprocessing"] == single["preprocessing"] and info["members"] == [str(trained_run)] * 2
+    assert info["threshold"] == pytest.approx(single["threshold"], abs=1e-5)
+    mine, theirs = probabilities(out), probabilities(trained_run)
+    assert mine.keys() == theirs.keys()
+    assert max(abs(mine[p] - theirs[p]) for p in mine) < 1e-5
+    assert (out / "metrics.json").exists() and "test: n=" in result.stdout
+
+
+def test_ensemble_with_test_time_augmentation_predicts_and_explains(trained_run, tmp_path):
+    out = tmp_path / "tta"
+    assert run_cxr("ensemble", trained_run, trained_run, "--out", out).returncode == 0
+    result = run_cxr("predict", out, FULLRES / "NORMAL" / "IM-0217-0001.jpeg", "--explain", tmp_path / "cam")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list((tmp_path / "cam").glob("*.png"))) == 1
+
+
+def test_members_with_different_preprocessing_are_refused(trained_run, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(trained_run, other)
+    info = json.loads((other / "model.json").read_text())
+    info["preprocessing"]["intensity"] = "none"
+    (other / "model.json").write_text(json.dumps(info))
+    result = run_cxr("ensemble", trained_run, other, "--out", tmp_path / "mixed")
+    assert result.returncode != 0 and "share their preprocessing" in result.stderr
+    assert not (tmp_path / "mixed").exists()
