@@ -40,6 +40,7 @@ def cmd_train(args) -> None:
             model=args.model, data=str(args.data or default_data_dir()), out=str(args.out), split=args.split,
             size=args.size, resize=args.resize, intensity=args.intensity, border=args.border,
             epochs=args.epochs, patience=args.patience, seed=args.seed,
+            split_seed=args.seed if args.split_seed is None else args.split_seed,
             batch_size=args.batch_size, learning_rate=args.lr, label_smoothing=args.label_smoothing,
             class_weight=args.class_weight,
             precision=args.precision, fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
@@ -169,7 +170,8 @@ def parser() -> argparse.ArgumentParser:
                    help="crop: cut away black collimation borders before resizing")
     t.add_argument("--epochs", type=int, default=100, help="most epochs (early stopping usually ends sooner)")
     t.add_argument("--patience", type=int, default=20, help="early-stopping patience on validation loss")
-    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--seed", type=int, default=42, help="random seed of weights, augmentation and the split")
+    t.add_argument("--split-seed", type=int, help="seed of the patient split alone (default: --seed)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3, help="learning rate (Adam)")
     t.add_argument("--label-smoothing", type=float, default=0.0, help="e.g. 0.1: softer targets, calmer logits")

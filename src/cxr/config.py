@@ -20,7 +20,8 @@ class TrainConfig:
     border: str = "none"  # none | crop: cut away black collimation borders
     epochs: int = 100
     patience: int = 20
-    seed: int = 42
+    seed: int = 42  # weights, augmentation and shuffling
+    split_seed: int = 42  # which patients go to which side; runs to ensemble must share it
     batch_size: int = 32
     learning_rate: float = 1e-3
     label_smoothing: float = 0.0
@@ -39,6 +40,7 @@ class TrainConfig:
 def config_from_run(run_dir: Path) -> TrainConfig:
     saved = read_json(Path(run_dir) / "config.json")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved.setdefault("split_seed", saved.get("seed", TrainConfig.seed))  # runs from before the two seeds were apart
     cfg = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
     cfg.fractions = tuple(cfg.fractions)
     return cfg

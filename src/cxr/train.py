@@ -87,7 +87,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     keras.mixed_precision.set_global_policy(cfg.precision)
 
     started = time.perf_counter()
-    data: Prepared = prepare(Path(cfg.data), cfg.split, cfg.seed, cfg.preprocessing, cfg.fractions, run_dir)
+    data: Prepared = prepare(Path(cfg.data), cfg.split, cfg.split_seed, cfg.preprocessing, cfg.fractions, run_dir)
     load_seconds = time.perf_counter() - started
     train_part, val_part = data.parts["train"], data.parts["val"]
     log.info("split: %s", data.split.note)
