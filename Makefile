@@ -28,7 +28,8 @@ setup-dev: $(VENV)/.installed-dev
 
 # The main job: the seed's three models; the robust model (VGG16 fine-tuned end to end) twice, with two seeds
 # on one split, and their ensemble; the stress test of each, the data audit, then the comparison report.
-# The model to serve is chosen on validation only (reports/demo/best_run.txt).
+# The model to serve is chosen on validation only (reports/demo/best_run.txt). The demo's ensemble skips the
+# test-time views (--no-tta), which would triple the cost of its stress tests.
 ROBUST := --model vgg16_e2e --size 64 --intensity exact --border frame --lr 1e-4 --label-smoothing 0.1 \
 	--epochs 12 --patience 20 --split-seed 42
 SEED_RUNS := cnn cnn_aug vgg16

@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from cxr.metrics import binary_metrics, bootstrap_ci, choose_threshold, full_report
+from cxr.metrics import (
+    apply_temperature,
+    binary_metrics,
+    bootstrap_ci,
+    calibration,
+    choose_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    full_report,
+)
 
 
 def test_metrics_match_hand_computed_values():
@@ -84,3 +93,19 @@ def test_patient_bootstrap_is_wider_than_image_bootstrap_when_patients_repeat():
              for name, ci in (("image", by_image), ("patient", by_patient), ("plain", unrepeated))}
     assert width["patient"] > 2 * width["image"]
     assert width["patient"] == pytest.approx(width["plain"], rel=0.35)
+
+
+def test_temperature_scaling_fixes_overconfidence_and_keeps_the_ranking():
+    rng = np.random.default_rng(3)
+    true_logits = rng.normal(0, 2, 4000)
+    truth = 1 / (1 + np.exp(-true_logits))
+    labels = (rng.random(truth.size) < truth).astype(int)  # drawn from calibrated probabilities
+    overconfident = 1 / (1 + np.exp(-3 * true_logits))  # the same ranking, logits three times too large
+    temperature = fit_temperature(labels, overconfident)
+    assert temperature == pytest.approx(3.0, rel=0.15)
+    calibrated = apply_temperature(overconfident, temperature)
+    assert expected_calibration_error(labels, calibrated) < expected_calibration_error(labels, overconfident) / 2
+    assert calibration(labels, calibrated)["brier"] < calibration(labels, overconfident)["brier"]
+    assert binary_metrics(labels, calibrated, 0.5)["roc_auc"] == pytest.approx(
+        binary_metrics(labels, overconfident, 0.5)["roc_auc"], abs=1e-4)  # a monotone map: same ranking
+    assert expected_calibration_error(labels, truth) < 0.03
