@@ -73,6 +73,14 @@ def _confusion_figure(runs, path: Path) -> Path:
     return figures.save(fig, path)
 
 
+def _validation_stress(run_dir: Path) -> dict:
+    """The run's validation stress test: computed once, again only when the model is newer than the result."""
+    saved = run_dir / "stress_val.json"
+    if saved.exists() and saved.stat().st_mtime > (run_dir / "model.json").stat().st_mtime:
+        return read_json(saved)
+    return stress_run(run_dir, side="val")
+
+
 def _stress_summary(runs) -> str:
     lines = ["| run | unchanged AUC | worst photometric ΔAUC | worst geometric ΔAUC | shortcut probe AUC |",
              "|---|---|---|---|---|"]
@@ -152,7 +160,7 @@ def compare(run_dirs: list[Path], out_dir: Path) -> Path:
     # The model to serve is picked on validation only, never on the test numbers shown above: the mean
     # validation ROC AUC over the unchanged images and every acquisition-like change of `cxr stress`.
     for r in runs:
-        r["val_robust_auc"] = stress_run(r["dir"], side="val")["mean_roc_auc"]
+        r["val_robust_auc"] = _validation_stress(r["dir"])["mean_roc_auc"]
         write_model_card(r["dir"])
     best = max(runs, key=lambda r: r["val_robust_auc"])
     notes = [f"{r['name']}: {r['training']['split_note']}; {r['info']['weights_note'] or 'trained from scratch'}"
