@@ -92,3 +92,22 @@ def test_vgg19_loads_a_user_weights_file(tmp_path):
     for a, b in zip(base.get_weights(), source.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert path.name in built.weights_note
+
+
+def test_the_end_to_end_model_trains_every_layer_and_ignores_its_frame():
+    import numpy as np
+
+    built = build("vgg16_e2e", 40, pretrained=False)
+    model = built.model
+    assert built.features is None  # nothing frozen: every layer is fine-tuned
+    assert sum(np.prod(w.shape) for w in model.trainable_weights) == model.count_params()
+    head = model.get_layer("pneumonia")  # zero-initialised: give it weights so that the output can move
+    head.kernel.assign(np.random.default_rng(1).normal(0, 0.05, head.kernel.shape))
+    image = np.random.default_rng(0).integers(0, 255, (1, 40, 40, 1)).astype(np.float32)
+    framed_differently = image.copy()
+    framed_differently[:, :4] = 0
+    framed_differently[:, :, -4:] = 255  # the outer 10% (4 px of 40) is blanked inside the model
+    np.testing.assert_allclose(model(image, training=False), model(framed_differently, training=False), rtol=1e-6)
+    inside = image.copy()
+    inside[:, 15:25, 15:25] = 255
+    assert not np.allclose(model(image, training=False), model(inside, training=False))
