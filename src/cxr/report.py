@@ -107,7 +107,7 @@ def _stress_figure(runs, path: Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlim(0.5, 1.0)
     ax.set_xlabel("ROC AUC on the test split after the change (before preprocessing)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, not over them
     fig.tight_layout()
     return figures.save(fig, path)
 
