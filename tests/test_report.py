@@ -12,10 +12,13 @@ pytestmark = pytest.mark.integration
 
 
 def test_compare_writes_markdown_and_self_contained_html(trained_run, tmp_path):
-    second = tmp_path / "cnn_copy"
-    shutil.copytree(trained_run, second)
+    # Copies without stress results: whether another test already ran `cxr stress` on the shared run
+    # (which adds a stress figure) must not change what this test sees.
+    first, second = tmp_path / "cnn", tmp_path / "cnn_copy"
+    for copy in (first, second):
+        shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns("stress*.json"))
     out = tmp_path / "report"
-    result = run_cxr("compare", trained_run, second, "--out", out)
+    result = run_cxr("compare", first, second, "--out", out)
     assert result.returncode == 0, result.stderr[-2000:]
 
     table = (out / "table.md").read_text()
@@ -28,6 +31,7 @@ def test_compare_writes_markdown_and_self_contained_html(trained_run, tmp_path):
     for name in ("training_curves", "confusion_matrices", "roc_curves"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
     assert "report.md" not in result.stderr
-    assert (out / "best_run.txt").read_text().strip() in (str(trained_run), str(second))
+    assert (out / "best_run.txt").read_text().strip() in (str(first), str(second))
+    assert (first / "MODEL_CARD.md").is_file() and (first / "stress_val.json").is_file()
     rows = json.loads((out / "comparison.json").read_text())
     assert [r["model"] for r in rows] == ["cnn", "cnn"]
