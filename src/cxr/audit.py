@@ -30,31 +30,31 @@ def _header(path: Path):
         return None
 
 
-def inventory(records) -> list[dict]:
+def inventory(records, headers: dict) -> list[dict]:
     groups = defaultdict(list)
     for r in records:
         groups[(r.given_split, CLASSES[r.label])].append(r)
     rows = []
     for (split, cls), members in sorted(groups.items()):
         digests = Counter(hashlib.sha256(r.path.read_bytes()).hexdigest() for r in members)
-        headers = [h for h in map(_header, (r.path for r in members)) if h]
-        widths, heights = np.array([h[0] for h in headers]), np.array([h[1] for h in headers])
+        readable = [h for r in members if (h := headers[r.path])]
+        widths, heights = np.array([h[0] for h in readable]), np.array([h[1] for h in readable])
         rows.append({
             "split": split, "class": cls, "images": len(members), "patients": len({r.patient for r in members}),
             "duplicate_groups": sum(1 for n in digests.values() if n > 1),
-            "unreadable": len(members) - len(headers),
-            "width": [int(widths.min()), int(np.median(widths)), int(widths.max())] if headers else None,
-            "height": [int(heights.min()), int(np.median(heights)), int(heights.max())] if headers else None,
-            "modes": dict(Counter(h[2] for h in headers)),
+            "unreadable": len(members) - len(readable),
+            "width": [int(widths.min()), int(np.median(widths)), int(widths.max())] if readable else None,
+            "height": [int(heights.min()), int(np.median(heights)), int(heights.max())] if readable else None,
+            "modes": dict(Counter(h[2] for h in readable)),
         })
     return rows
 
 
-def aspect_ratio_auc(records) -> float | None:
+def aspect_ratio_auc(records, headers: dict) -> float | None:
     """ROC AUC of width / height alone for PNEUMONIA; None where every image has one shape (squashed copies)."""
     from sklearn.metrics import roc_auc_score
 
-    pairs = [(h[0] / h[1], r.label) for r in records if (h := _header(r.path))]
+    pairs = [(h[0] / h[1], r.label) for r in records if (h := headers[r.path])]
     ratios, labels = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     if len(set(np.round(ratios, 3))) < 2 or len(set(labels)) < 2:
         return None
@@ -65,6 +65,7 @@ def audit(data_dir: Path, out_dir: Path, prep: Preprocessing) -> dict:
     from sklearn.metrics import roc_auc_score
 
     records = discover(Path(data_dir))
+    headers = {r.path: _header(r.path) for r in records}  # read once, for the inventory and the aspect ratio
     raw_prep = Preprocessing(prep.size)
     probes = {}
     for name, p in (("raw", raw_prep), ("preprocessed", prep)):
@@ -77,9 +78,9 @@ def audit(data_dir: Path, out_dir: Path, prep: Preprocessing) -> dict:
         }
     result = {
         "data": str(data_dir),
-        "inventory": inventory(records),
+        "inventory": inventory(records, headers),
         "shortcut_probe": probes,
-        "aspect_ratio_auc": aspect_ratio_auc(records),
+        "aspect_ratio_auc": aspect_ratio_auc(records, headers),
         "warn_above": WARN_ABOVE,
     }
     result["warnings"] = [

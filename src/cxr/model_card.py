@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from cxr.data.preprocess import Preprocessing
 from cxr.run import read_json
 
 INTENDED_USE = (
@@ -30,8 +31,7 @@ def write_model_card(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     info, training = read_json(run_dir / "model.json"), read_json(run_dir / "training.json")
     metrics = read_json(run_dir / "metrics.json")
-    prep = info.get("preprocessing") or {"size": info["size"], "resize": "squash", "intensity": "none",
-                                         "border": "none"}
+    prep = Preprocessing.from_dict(info).to_dict()
     lines = [f"# Model card: {run_dir.name} ({info['model']})", "", "## Intended use", "", INTENDED_USE, "",
              "## Data", "", f"- {training['split_note']}", f"- images per side: {training['images']}",
              f"- skipped unreadable files: {len(training['skipped'])}", "",

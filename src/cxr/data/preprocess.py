@@ -75,7 +75,7 @@ class Preprocessing:
             gray = crop_dark_borders(gray)
         square = Image.fromarray(_to_square(gray, self.resize))
         out = np.array(square.resize((self.size, self.size), Image.Resampling.BILINEAR, reducing_gap=2.0))
-        k = int(round(FRAME * self.size)) if self.border == "frame" else 0
+        k = frame_px(self.size) if self.border == "frame" else 0
         inner = out[k: self.size - k, k: self.size - k].copy()
         out[:] = 0
         out[k: self.size - k, k: self.size - k] = _normalise(inner, self.intensity)
@@ -108,6 +108,11 @@ def exact_equalize(image: np.ndarray) -> np.ndarray:
 
 # The project's choice against acquisition cues (see `cxr audit`); the seed's models keep plain squashing.
 ROBUST = Preprocessing(128, "squash", "exact", "frame")
+
+
+def frame_px(size: int) -> int:
+    """Width in pixels of the blank frame at this image size (preprocessing and vgg16_e2e share it)."""
+    return round(FRAME * size)
 
 
 def crop_dark_borders(gray: np.ndarray) -> np.ndarray:

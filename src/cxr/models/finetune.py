@@ -10,7 +10,7 @@ strong published baselines on this data do.
 import keras
 from keras import layers
 
-from cxr.data.preprocess import FRAME
+from cxr.data.preprocess import frame_px
 from cxr.models.pretrained import load_base_weights
 from cxr.models.registry import Built, register
 from cxr.models.transfer import VGG_MEANS
@@ -46,7 +46,7 @@ def finetuned_vgg16(size: int, weights: str | None = None, pretrained: bool = Tr
     # Blank the outer frame again after augmentation: zooming in would otherwise push the blank frame of
     # the preprocessing out of view, and the model would meet at test time (a tightly framed X-ray, frame
     # intact) what it never saw in training.
-    k = round(FRAME * size)
+    k = frame_px(size)
     x = layers.ZeroPadding2D(k)(layers.Cropping2D(k)(x))
     x = layers.Rescaling(1 / 255.0)(x)
     x = layers.GaussianNoise(0.015)(x)  # detector noise, about 4 grey levels

@@ -105,8 +105,8 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
             result["heatmap_caption"] = found.caption(0)
             result["heatmap_blank"] = bool(found.blank[0])
             # A blank map is not drawn: the page shows the caption instead.
-            heatmap = None if found.blank[0] else heatmap_rgba(found.heatmaps[0], DISPLAY_SIZE)
-            result["heatmap_png"] = None if heatmap is None else _png_base64(heatmap)
+            result["heatmap_png"] = None if found.blank[0] else _png_base64(
+                heatmap_rgba(found.heatmaps[0], DISPLAY_SIZE))
         return result
 
     return app
