@@ -99,13 +99,13 @@ def test_cache_key_follows_content_not_name(tmp_path):
     b.write_bytes(a.read_bytes())
     loaded = load_images([a, b], Preprocessing(32), cache_dir=tmp_path / "cache")
     assert loaded.keys[a] == loaded.keys[b]
-    assert len([p for p in (tmp_path / "cache").rglob("*.npy") if p.parent.name != "sets"]) == 1
+    assert len([p for p in (tmp_path / "cache").rglob("*.cxa") if p.parent.name != "sets"]) == 1
 
 
 def test_a_whole_set_loads_back_from_one_array(tmp_path, monkeypatch):
     good = [write_image(tmp_path / f"g{i}.png", blob_image(60 + i, 50)) for i in range(4)]
     first = load_images(good, Preprocessing(32), cache_dir=tmp_path / "cache")
-    for entry in (tmp_path / "cache").rglob("*.npy"):
+    for entry in (tmp_path / "cache").rglob("*.cxa"):
         if entry.parent.name != "sets":
             entry.unlink()  # only the whole-set array is left
     monkeypatch.setattr("cxr.data.cache.decode", lambda *_: (_ for _ in ()).throw(AssertionError("decoded")))

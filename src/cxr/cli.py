@@ -82,18 +82,39 @@ def cmd_predict(args) -> int:
     if args.out and args.out.exists() and not args.force:
         raise SystemExit(f"{args.out} already exists; choose another --out or pass --force")
     predictor = Predictor(args.run, engine=args.engine, precision=args.precision)
+    if predictor.guard is None:
+        print(f"note: {args.run} has no out-of-distribution guard (ood columns empty); `cxr guard {args.run}` "
+              "fits one", file=sys.stderr)
     rows, skipped = predict_paths(predictor, args.paths, explain_dir=args.explain)
-    text = format_rows(rows, args.format)
+    # File names that are not valid UTF-8 are written back as the bytes they were.
+    data = format_rows(rows, args.format).encode("utf-8", "surrogateescape")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        args.out.write_bytes(data)
         print(f"{len(rows)} predictions written to {args.out}", file=sys.stderr)
     else:
-        sys.stdout.write(text)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
     if skipped:
         print(f"{len(skipped)} inputs skipped", file=sys.stderr)
         return SKIPPED_EXIT_CODE
     return 0
+
+
+def cmd_guard(args) -> None:
+    from cxr.data.dataset import load_part
+    from cxr.data.preprocess import Preprocessing
+    from cxr.data.split import read_split_csv
+    from cxr.ood import fit_for_run
+    from cxr.run import INFO_FILE, read_json, write_json
+
+    info = read_json(args.run / INFO_FILE)
+    split, prep = read_split_csv(args.run / "split.csv"), Preprocessing.from_dict(info)
+    train, val = (load_part(split.part(side), prep)[0] for side in ("train", "val"))
+    info["ood"] = fit_for_run(args.run, train.images, val.images)
+    write_json(args.run / INFO_FILE, info)
+    print(f"out-of-distribution guard fitted on {len(train.labels)} training X-rays: cut-off "
+          f"{info['ood']['cutoff']} ({info['ood']['rule']}); written to {args.run / info['ood']['file']}")
 
 
 def cmd_audit(args) -> int:
@@ -206,6 +227,10 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--precision", choices=["float32", "mixed_bfloat16", "auto"], default="float32", help=PRECISION)
     pr.add_argument("--explain", type=Path, metavar="OUT_DIR", help="write a Grad-CAM PNG per image here")
     pr.set_defaults(func=cmd_predict)
+
+    g = sub.add_parser("guard", help="fit the out-of-distribution guard of a run saved without one")
+    g.add_argument("run", type=Path)
+    g.set_defaults(func=cmd_guard)
 
     a = sub.add_parser("audit", help="data inventory and shortcut probe (can acquisition cues predict the label?)")
     a.add_argument("data", nargs="?", type=Path, help="Kaggle-layout folder (default: $CXR_DATA or the shared data)")

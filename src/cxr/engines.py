@@ -5,27 +5,20 @@ the threshold on validation), evaluate, stress, predict, serve, export parity ch
 TensorFlow is imported only by the Keras engine.
 """
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
+from cxr.checked import file_sha256
 from cxr.data.cache import LoadedImages, load_images
 from cxr.data.images import decode
 from cxr.data.preprocess import Preprocessing
 from cxr.metrics import apply_temperature
+from cxr.ood import GUARD_FILE, Guard
 from cxr.run import RunError, load_run
 
 ONNX_FILE, ONNX_META = "model.onnx", "model.onnx.json"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Predictor:
@@ -68,6 +61,8 @@ class Predictor:
         self.preprocessing = Preprocessing.from_dict(self.info)
         self.size = self.preprocessing.size
         self.temperature = float(self.info.get("temperature") or 1.0)  # fitted on validation at training time
+        guard_file = self.run_dir / GUARD_FILE if self.run_dir is not None else None
+        self.guard = Guard.load(guard_file) if guard_file is not None and guard_file.exists() else None
         threshold = self.info.get("threshold")
         self.threshold = 0.5 if threshold is None else float(threshold)
 
@@ -79,6 +74,13 @@ class Predictor:
         if self.temperature == 1.0:
             return probs
         return apply_temperature(probs, self.temperature).astype(np.float32)
+
+    def out_of_distribution(self, images: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(scores, flags) of the run's guard; (None, None) for a run saved without one (see `cxr guard`)."""
+        if self.guard is None:
+            return None, None
+        scores = self.guard.score(images)
+        return scores, self.guard.flags(scores)
 
     def load(self, paths, use_cache: bool = True, progress: bool = False) -> LoadedImages:
         """Files -> preprocessed images (through the decode cache), bad files reported and skipped."""

@@ -15,6 +15,7 @@ from cxr import __version__
 from cxr.data.dataset import load_part
 from cxr.data.preprocess import Preprocessing
 from cxr.data.split import read_split_csv
+from cxr.ood import GUARD_FILE
 from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_run, read_json, write_json
 from cxr.train import calibrated_on_validation, summary_text
 
@@ -67,6 +68,9 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
         "parameters": int(model.count_params()), "trainable_parameters": 0, "cxr_version": __version__,
     }
     val_part, _, _ = load_part(read_split_csv(out / "split.csv").part("val"), Preprocessing.from_dict(info))
+    if (run_dirs[0] / GUARD_FILE).exists():  # same preprocessing and split: the same training X-rays
+        shutil.copy(run_dirs[0] / GUARD_FILE, out / GUARD_FILE)
+        info["ood"] = infos[0]["ood"]
     write_json(out / INFO_FILE, calibrated_on_validation(model, info, val_part))
     trainings = [read_json(r / "training.json") for r in run_dirs]
     write_json(out / "training.json", {

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from cxr import __version__
-from cxr.engines import ONNX_FILE, ONNX_META, file_sha256
+from cxr.checked import file_sha256
+from cxr.engines import ONNX_FILE, ONNX_META
 from cxr.run import RunError, load_run, write_json
 
 

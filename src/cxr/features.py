@@ -6,12 +6,12 @@ head trains on stored features instead of running the base (99% of the compute) 
 
 import hashlib
 import logging
-import os
 
 import keras
 import numpy as np
 
-from cxr.data.cache import cache_root
+from cxr.checked import load_array, save_array
+from cxr.data.cache import SUFFIX, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +21,11 @@ def cached_features(built, images: np.ndarray, cfg) -> np.ndarray:
     digest = hashlib.sha256(images.tobytes()).hexdigest()[:24]
     note = hashlib.sha256(built.weights_note.encode()).hexdigest()[:8]
     policy = keras.mixed_precision.global_policy().name
-    path = cache_root() / "features" / f"{cfg.model}-{cfg.size}px-{policy}-{note}-{digest}.npy"
-    if path.exists():
-        return np.load(path).astype(np.float32)
+    path = cache_root() / "features" / f"{cfg.model}-{cfg.size}px-{policy}-{note}-{digest}{SUFFIX}"
+    cached = load_array(path)
+    if cached is not None:
+        return cached.astype(np.float32)
     log.info("computing %s features for %d images (once; cached at %s)", cfg.model, len(images), path)
     half = built.features.predict(images, batch_size=32, verbose=2).astype(np.float16)  # post-ReLU: fits well
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, half)  # half the disk
-    os.replace(tmp, path)
+    save_array(path, half)  # half the disk
     return half.astype(np.float32)  # the same values whether cached or fresh

@@ -8,11 +8,14 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from cxr.data.images import decode
 from cxr.data.layout import IMAGE_SUFFIXES
 from cxr.engines import Predictor
 
 log = logging.getLogger(__name__)
+FIELDS = ["path", "probability", "label", "threshold", "ood", "ood_score"]
 SKIPPED_EXIT_CODE = 3  # some inputs could not be read; the rest were predicted
 
 
@@ -45,10 +48,8 @@ def predict_paths(predictor: Predictor, inputs, explain_dir: Path | None = None,
     for start in range(0, len(files), batch):
         loaded = predictor.load(files[start: start + batch], use_cache=False)
         skipped += loaded.skipped
-        probs = predictor.predict(loaded.images)
-        for path, prob in zip(loaded.paths, probs):
-            rows.append({"path": str(path), "probability": round(float(prob), 6),
-                         "label": predictor.label(prob), "threshold": round(predictor.threshold, 6)})
+        found, probs = result_rows(predictor, loaded.paths, loaded.images)
+        rows += found
         if explain_dir is not None and len(loaded.paths):
             write_explanations(predictor, loaded.images, loaded.paths, probs, explain_dir)
         if progress is not None:
@@ -56,6 +57,18 @@ def predict_paths(predictor: Predictor, inputs, explain_dir: Path | None = None,
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return rows, skipped
+
+
+def result_rows(predictor: Predictor, paths, images) -> tuple[list[dict], np.ndarray]:
+    """One row per preprocessed image: probability, label, threshold, and the out-of-distribution check."""
+    probs = predictor.predict(images)
+    scores, flags = predictor.out_of_distribution(images)
+    rows = [{"path": str(path), "probability": round(float(prob), 6), "label": predictor.label(prob),
+             "threshold": round(predictor.threshold, 6),
+             "ood": None if flags is None else bool(flags[i]),
+             "ood_score": None if scores is None else round(float(scores[i]), 4)}
+            for i, (path, prob) in enumerate(zip(paths, probs))]
+    return rows, probs
 
 
 def write_explanations(predictor: Predictor, images, paths, probs, out_dir: Path) -> None:
@@ -88,7 +101,7 @@ def format_rows(rows, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(rows, indent=2) + "\n"
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["path", "probability", "label", "threshold"], lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()

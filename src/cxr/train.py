@@ -19,6 +19,7 @@ from cxr.engines import Predictor
 from cxr.features import cached_features
 from cxr.metrics import THRESHOLD_RULE, apply_temperature, calibration, choose_threshold, fit_temperature
 from cxr.models import Built, build, copy_in_precision
+from cxr.ood import fit_for_run
 from cxr.precision import resolve_precision
 from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_keras_model, read_history, read_json, write_json
 
@@ -128,7 +129,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         "trainable_parameters": int(sum(np.prod(w.shape) for w in final.trainable_weights)),
         "cxr_version": __version__,
     }
-    write_json(run_dir / INFO_FILE, calibrated_on_validation(final, info, val_part))
+    info = calibrated_on_validation(final, info, val_part)
+    info["ood"] = fit_for_run(run_dir, train_part.images, val_part.images)
+    write_json(run_dir / INFO_FILE, info)
     history = read_history(run_dir)
     write_json(run_dir / "training.json", {
         "split_note": data.split.note,

@@ -3,18 +3,19 @@
 import hashlib
 import logging
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cxr.checked import load_array, save_array
 from cxr.data.images import decode
 from cxr.data.pixels import ImageError
 from cxr.data.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
+SUFFIX = ".cxa"  # an array with its checksum (cxr.checked), never read as a plain .npy
 
 
 def cache_root() -> Path:
@@ -44,17 +45,15 @@ def _load_one(path: Path, prep: Preprocessing, folder: Path | None):
             return decode(data, prep), key, None
         except ImageError as exc:
             return None, key, str(exc)
-    cached = folder / key[:2] / f"{key}.npy"
-    if cached.exists():
-        try:
-            return np.load(cached), key, None
-        except (OSError, ValueError):
-            pass  # a damaged cache entry is simply decoded again
+    cached = folder / key[:2] / f"{key}{SUFFIX}"
+    image = load_array(cached)
+    if image is not None:
+        return image, key, None
     try:
         image = decode(data, prep)
     except ImageError as exc:
         return None, key, str(exc)
-    _save_atomically(cached, image)
+    save_array(cached, image)
     return image, key, None
 
 
@@ -66,7 +65,7 @@ def _file_key(path: Path) -> str | None:
 
 
 def _set_path(folder: Path, keys: list[str]) -> Path:
-    return folder / "sets" / f"{hashlib.sha256(chr(10).join(keys).encode()).hexdigest()[:32]}.npy"
+    return folder / "sets" / f"{hashlib.sha256(chr(10).join(keys).encode()).hexdigest()[:32]}{SUFFIX}"
 
 
 def load_images(
@@ -83,24 +82,14 @@ def load_images(
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             file_keys = list(pool.map(_file_key, paths))
         whole_set = _set_path(folder, file_keys) if None not in file_keys else None
-        if whole_set is not None and whole_set.exists():
-            try:
-                return LoadedImages(np.load(whole_set), paths, dict(zip(paths, file_keys)))
-            except (OSError, ValueError):
-                pass  # damaged: rebuilt below
+        images = load_array(whole_set) if whole_set is not None else None
+        if images is not None:
+            return LoadedImages(images, paths, dict(zip(paths, file_keys)))
         loaded = _load_each(paths, prep, folder, progress)
         if whole_set is not None and not loaded.skipped:
-            _save_atomically(whole_set, loaded.images)
+            save_array(whole_set, loaded.images)
         return loaded
     return _load_each(paths, prep, folder, progress)
-
-
-def _save_atomically(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")  # duplicates may decode at once
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)  # atomic: a killed run never leaves half an entry
 
 
 def _load_each(paths: list[Path], prep: Preprocessing, folder: Path | None, progress: bool) -> LoadedImages:

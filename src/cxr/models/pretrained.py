@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cxr.checked import is_sealed, seal_into
 from cxr.data.cache import cache_root
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def load_base_weights(name: str, base: keras.Model, weights_path: str | None = N
         base.load_weights(weights_path)
         return f"ImageNet weights from {Path(weights_path).name}"
     cached = cache_root() / "weights" / f"{name}_imagenet_notop.weights.h5"
-    if cached.exists():
+    if is_sealed(cached):
         try:
             base.load_weights(cached)
             return SOURCES[name]
@@ -99,9 +100,10 @@ def load_base_weights(name: str, base: keras.Model, weights_path: str | None = N
             log.warning("%s: unreadable cached weights (%s); converting again", cached, exc)
     _convert(name, base)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    # Written aside and renamed: another process never opens a half-written file.
+    # Written aside and renamed: another process never opens a half-written file; the digest makes
+    # a later truncation or overwrite detectable.
     tmp = cached.with_name(f".{os.getpid()}.{cached.name}")
     base.save_weights(tmp)
-    os.replace(tmp, cached)
+    seal_into(tmp, cached)
     log.info("converted %s ImageNet weights once; cached at %s", name, cached)
     return SOURCES[name]

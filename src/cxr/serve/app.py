@@ -19,6 +19,7 @@ from cxr import __version__
 from cxr.data.images import decode, is_dicom
 from cxr.data.pixels import ImageError
 from cxr.engines import Predictor
+from cxr.predict import result_rows
 
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
 DISPLAY_SIZE = 384
@@ -93,9 +94,10 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
             image = predictor.decode(data)
         except ImageError as exc:
             raise HTTPException(422, f"{file.filename or 'upload'}: {exc}") from None
-        prob = float(predictor.predict(image[None])[0])
-        result = {"probability": round(prob, 6), "label": predictor.label(prob),
-                  "threshold": round(predictor.threshold, 6), "model": model_id, "format": kind}
+        row = result_rows(predictor, [file.filename or "upload"], image[None])[0][0]
+        result = {**{k: row[k] for k in ("probability", "label", "threshold", "ood", "ood_score")},
+                  "ood_cutoff": None if predictor.guard is None else round(predictor.guard.cutoff, 4),
+                  "model": model_id, "format": kind}
         if explain:
             from cxr.explain import heatmap_rgba
 

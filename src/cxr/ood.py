@@ -1,0 +1,92 @@
+"""Out-of-distribution guard: does an input look like the frontal chest X-rays the model was trained on?
+
+A model answers "PNEUMONIA, 0.9999" for a photo of a cat as readily as for an X-ray. The guard describes
+each preprocessed image (a 16x16 thumbnail reduced by PCA, the PCA reconstruction error, edge and
+texture energy, the grey-level histogram), fits the training split's distribution of these descriptions
+(scikit-learn's Ledoit-Wolf covariance), and scores an input by its Mahalanobis distance from it. The
+cut-off is the 99.9th percentile of the validation scores: about 1 X-ray in 1,000 of the training
+batch is flagged. Scoring needs numpy and OpenCV only (the ONNX path imports no TensorFlow).
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+GUARD_FILE = "ood.npz"
+CUTOFF_QUANTILE = 0.999
+RULE = f"Mahalanobis distance above the {CUTOFF_QUANTILE * 100:g}th percentile of the validation split"
+THUMB, COMPONENTS = 16, 16
+
+
+def _thumbnails_and_texture(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    images = np.asarray(images)
+    x = images.reshape(images.shape[:3]).astype(np.float32) / 255.0  # (n, h, w) or (n, h, w, 1)
+    thumbs = np.stack([cv2.resize(i, (THUMB, THUMB), interpolation=cv2.INTER_AREA) for i in x]).reshape(len(x), -1)
+    dx = np.abs(np.diff(x, axis=2)).mean(axis=(1, 2))
+    dy = np.abs(np.diff(x, axis=1)).mean(axis=(1, 2))
+    laplacian = np.array([np.abs(cv2.Laplacian(i, cv2.CV_32F)).mean() for i in x])
+    histograms = np.stack([np.histogram(i, bins=8, range=(0, 1))[0] / i.size for i in x])
+    texture = np.column_stack([np.log(dx + 1e-4), np.log(dy + 1e-4), np.log(laplacian + 1e-4), histograms])
+    return thumbs, texture
+
+
+class Guard:
+    """Scores (higher = less like the training X-rays) and flags for preprocessed (n, size, size) images."""
+
+    def __init__(self, params: dict):
+        self.params = {k: np.asarray(v) for k, v in params.items()}
+        self.cutoff = float(self.params["cutoff"])
+
+    def _describe(self, images: np.ndarray) -> np.ndarray:
+        p = self.params
+        thumbs, texture = _thumbnails_and_texture(images)
+        z = (thumbs - p["pca_mean"]) @ p["pca_components"].T
+        residual = np.linalg.norm(thumbs - (z @ p["pca_components"] + p["pca_mean"]), axis=1)
+        return np.column_stack([z, np.log(residual + 1e-6), texture])
+
+    def score(self, images: np.ndarray) -> np.ndarray:
+        if len(images) == 0:
+            return np.zeros(0, np.float32)
+        p = self.params
+        d = (self._describe(images) - p["scale_mean"]) / p["scale_std"] - p["location"]
+        squared = np.einsum("ij,jk,ik->i", d, p["precision"], d)
+        return np.sqrt(np.maximum(squared, 0) / d.shape[1]).astype(np.float32)
+
+    def flags(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores) > self.cutoff
+
+    @classmethod
+    def fit(cls, train_images: np.ndarray, val_images: np.ndarray) -> "Guard":
+        from sklearn.covariance import LedoitWolf
+        from sklearn.decomposition import PCA
+
+        thumbs, _ = _thumbnails_and_texture(train_images)
+        pca = PCA(min(COMPONENTS, len(thumbs) - 1), random_state=0).fit(thumbs)
+        guard = cls({"pca_mean": pca.mean_, "pca_components": pca.components_, "scale_mean": 0.0,
+                     "scale_std": 1.0, "location": 0.0, "precision": np.eye(1), "cutoff": 0.0})
+        described = guard._describe(train_images)
+        mean, std = described.mean(axis=0), described.std(axis=0) + 1e-6
+        covariance = LedoitWolf().fit((described - mean) / std)
+        guard.params.update(scale_mean=mean, scale_std=std, location=covariance.location_,
+                            precision=covariance.precision_)
+        guard.params["cutoff"] = np.quantile(guard.score(val_images), CUTOFF_QUANTILE)
+        guard.cutoff = float(guard.params["cutoff"])
+        return guard
+
+    def save(self, path: Path) -> None:
+        np.savez(path, **self.params)
+
+    @classmethod
+    def load(cls, path: Path) -> "Guard":
+        with np.load(path, allow_pickle=False) as stored:
+            return cls(dict(stored))
+
+
+def fit_for_run(run_dir: Path, train_images: np.ndarray, val_images: np.ndarray) -> dict:
+    """Fit the guard on a run's training split, save it in the run folder; what model.json records of it."""
+    guard = Guard.fit(train_images, val_images)
+    guard.save(Path(run_dir) / GUARD_FILE)
+    return {"file": GUARD_FILE, "cutoff": round(guard.cutoff, 4), "rule": RULE,
+            "validation_flagged": float(guard.flags(guard.score(val_images)).mean())}
