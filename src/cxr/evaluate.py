@@ -37,7 +37,8 @@ def evaluate_run(run_dir, data=None, out=None) -> dict:
     out = Path(out) if out else run_dir / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, report)
-    with open(out.with_name(out.stem.replace("metrics", "predictions") + ".csv"), "w", newline="") as f:
+    with open(out.with_name(out.stem.replace("metrics", "predictions") + ".csv"), "w", newline="",
+              encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "label", "probability"])
         writer.writerows([str(p), int(y), f"{q:.6f}"] for p, y, q in zip(part.paths, part.labels, probs))

@@ -5,13 +5,14 @@ import glob
 import io
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from cxr.data.images import decode
-from cxr.data.layout import IMAGE_SUFFIXES
+from cxr.data.layout import image_files
 from cxr.engines import Predictor
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,8 @@ def expand_inputs(inputs) -> tuple[list[Path], list[tuple[Path, str]]]:
             missing.append((Path(item), "no file matches this pattern"))
         for match in map(Path, matches):
             if match.is_dir():
-                files += sorted(p for p in match.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            elif match.is_file():
+                files += image_files(match)
+            elif os.path.lexists(match):  # a file, or a broken link whose read reports the problem
                 files.append(match)
             else:
                 missing.append((match, "file not found"))
@@ -39,6 +40,8 @@ def expand_inputs(inputs) -> tuple[list[Path], list[tuple[Path, str]]]:
 def predict_paths(predictor: Predictor, inputs, explain_dir: Path | None = None, batch: int = 256):
     """Rows (dicts) for every readable image, and (path, reason) for every skipped one."""
     files, skipped = expand_inputs(inputs)
+    for path, reason in skipped:  # unreadable files are reported by the loader, one line each
+        log.warning("skipped %s: %s", path, reason)
     rows = []
     progress = None
     if len(files) > batch:
@@ -54,8 +57,6 @@ def predict_paths(predictor: Predictor, inputs, explain_dir: Path | None = None,
             write_explanations(predictor, loaded.images, loaded.paths, probs, explain_dir)
         if progress is not None:
             progress.update(min(start + batch, len(files)))
-    for path, reason in skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
     return rows, skipped
 
 

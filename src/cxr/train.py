@@ -77,7 +77,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     run_dir = Path(cfg.out)
     state = None
     if resume:
-        state = read_json(run_dir / "checkpoints" / "state.json")
+        state_file = run_dir / "checkpoints" / "state.json"
+        if state_file.exists():
+            state = read_json(state_file)
+        else:
+            log.warning("%s stopped before its first epoch ended; training it from the start", run_dir)
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"{run_dir} already holds a run; choose another --out, or continue it with --resume {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """DICOM radiographs via pydicom: modality LUT, VOI LUT / window, MONOCHROME1 inversion, 8 to 16 bits."""
 
 import io
+import logging
 
 import numpy as np
 
@@ -12,8 +13,11 @@ def read_dicom(data: bytes) -> np.ndarray:
     try:
         import pydicom
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
+        # pydicom logs every failed decoder with a traceback; the one ImageError below says it all.
+        logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     except ImportError:
         raise ImageError("reading DICOM needs pydicom: pip install 'cxr[dicom]'") from None
+    ds = None
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         if "PixelData" not in ds:
@@ -27,9 +31,17 @@ def read_dicom(data: bytes) -> np.ndarray:
     except ImageError:
         raise
     except Exception as exc:  # pydicom raises many types for broken files
-        raise ImageError(f"unreadable DICOM: {exc}") from None
-    pixels = apply_modality_lut(pixels, ds)
-    pixels = apply_voi_lut(pixels, ds)  # VOI LUT sequence, or WindowCenter/WindowWidth; none: unchanged
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is not None and syntax.is_compressed:
+            raise ImageError(f"compressed DICOM ({syntax.name}) that no installed decoder reads "
+                             "(pydicom's optional pixel-data handlers, e.g. pylibjpeg, add codecs)") from None
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ImageError(f"unreadable DICOM: {first_line}") from None
+    try:
+        pixels = apply_modality_lut(pixels, ds)
+        pixels = apply_voi_lut(pixels, ds)  # VOI LUT sequence, or WindowCenter/WindowWidth; none: unchanged
+    except Exception as exc:  # e.g. a window width of 0
+        raise ImageError(f"DICOM with an invalid modality or VOI LUT (window): {exc}") from None
     image = to_uint8(pixels)
     if photometric == "MONOCHROME1":  # low values are bright in MONOCHROME1
         image = 255 - image

@@ -11,7 +11,7 @@ from pathlib import Path
 from cxr import CLASSES
 
 SPLIT_DIRS = ("train", "val", "test")
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".dcm", ".dicom", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".dcm", ".dicom", ".bmp", ".tif", ".tiff", ".gif"}
 
 # personN_bacteria_M / personN_virus_M (PNEUMONIA): the person number alone is the patient, because
 # bacteria and virus images may share a number and grouping them together can only make a split stricter.
@@ -52,8 +52,9 @@ def default_data_dir() -> Path:
     )
 
 
-def _class_files(class_dir: Path):
-    return sorted(p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def image_files(folder: Path) -> list[Path]:
+    """Image files under a folder, recursively. Broken links are kept: reading them reports why they fail."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
 
 
 def discover(root: Path) -> list[Record]:
@@ -70,7 +71,7 @@ def discover(root: Path) -> list[Record]:
     records = []
     for split, split_dir in split_dirs:
         for label, cls in enumerate(CLASSES):
-            for path in _class_files(split_dir / cls) if (split_dir / cls).is_dir() else []:
+            for path in image_files(split_dir / cls) if (split_dir / cls).is_dir() else []:
                 records.append(Record(path, label, patient_id(path.name), split))
     if not records:
         raise SystemExit(

@@ -10,6 +10,11 @@ class ImageError(ValueError):
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
     """Stretch a high-bit-depth or float grayscale array to 0..255 by its own range."""
     pixels = pixels.astype(np.float32)
+    finite = np.isfinite(pixels)
+    if not finite.all():
+        if not finite.any():
+            raise ImageError("image has no finite pixel values (all NaN or infinite)")
+        pixels = np.where(finite, pixels, pixels[finite].min())  # NaN/inf: no signal, shown as the darkest
     low, high = float(pixels.min()), float(pixels.max())
     if high <= low:
         return np.zeros(pixels.shape, np.uint8)

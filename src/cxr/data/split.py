@@ -134,7 +134,7 @@ def check_no_leak(split: Split, content_keys: dict | None = None) -> None:
 
 
 def write_split_csv(split: Split, path: Path) -> None:
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "label", "patient", "split"])
         for record, side in split.rows:
@@ -143,7 +143,7 @@ def write_split_csv(split: Split, path: Path) -> None:
 
 def read_split_csv(path: Path) -> Split:
     rows = []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
         for row in csv.DictReader(f):
             record = Record(Path(row["file"]), int(row["label"]), row["patient"], row["split"])
             rows.append((record, row["split"]))

@@ -23,7 +23,9 @@ from cxr.predict import result_rows
 
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
 DISPLAY_SIZE = 384
-SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
+# The formats `cxr predict` reads, by their first bytes.
+SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"II*\x00": "tiff", b"MM\x00*": "tiff",
+              b"BM": "bmp", b"GIF8": "gif"}
 
 
 def sniff(data: bytes) -> str | None:
@@ -89,7 +91,7 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
             raise HTTPException(413, f"upload is over the {max_upload // 2**20} MB limit")
         kind = sniff(data)
         if kind is None:
-            raise HTTPException(415, f"{file.filename or 'upload'} is not a JPEG, PNG or DICOM image (by its content)")
+            raise HTTPException(415, f"{file.filename or 'upload'} is not a JPEG, PNG, DICOM, TIFF, BMP or GIF image (by its content)")
         try:
             image = predictor.decode(data)
         except ImageError as exc:
