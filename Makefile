@@ -52,7 +52,7 @@ test: setup-dev
 	$(BIN)/python -m pytest -n 2 -rs --durations=10
 
 lint: setup-dev
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench reliability
 
 # Bad inputs through every surface, a service soak, kills and resumes, damaged caches, the OOD guard
 # (about 10 minutes; reports/reliability/results.json).

@@ -110,7 +110,7 @@ def write_bad_files(folder: Path, good: Path) -> list[BadFile]:
         ("png_truncated_90pct", "trunc90.png", png[: 9 * len(png) // 10], "error"),
         ("png_bad_crc", "badcrc.png", bytes(png_bad_crc), "error"),
         ("jpeg_bit_flips", "flipped.jpeg", bytes(flipped), "any"),
-        ("png_16bit", "sixteen.png", _png((small.astype(np.uint16) * 257)), "ok"),
+        ("png_16bit", "sixteen.png", _png(small.astype(np.uint16) * 257), "ok"),
         ("png_16bit_noise", "noise16.png", _png(rng.integers(0, 65535, (256, 256)).astype(np.uint16)), "ok"),
         ("jpeg_cmyk", "cmyk.jpeg", _image_bytes(Image.fromarray(small).convert("CMYK"), "JPEG"), "ok"),
         ("png_palette", "palette.png", _image_bytes(Image.fromarray(small).convert("P"), "PNG"), "ok"),

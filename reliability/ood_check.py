@@ -57,12 +57,12 @@ def non_xrays() -> dict[str, bytes]:
 
 
 def check() -> dict:
+    from cxr.config import TrainConfig
+    from cxr.data.cache import load_images
     from cxr.data.dataset import prepare
     from cxr.data.images import decode
     from cxr.data.pixels import ImageError
     from cxr.data.preprocess import ROBUST, Preprocessing
-    from cxr.data.cache import load_images
-    from cxr.config import TrainConfig
     from cxr.ood import Guard
 
     others = non_xrays()

@@ -91,7 +91,8 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
             raise HTTPException(413, f"upload is over the {max_upload // 2**20} MB limit")
         kind = sniff(data)
         if kind is None:
-            raise HTTPException(415, f"{file.filename or 'upload'} is not a JPEG, PNG, DICOM, TIFF, BMP or GIF image (by its content)")
+            raise HTTPException(415, f"{file.filename or 'upload'} is not a JPEG, PNG, DICOM, TIFF, BMP or GIF image "
+                                     "(by its content)")
         try:
             image = predictor.decode(data)
         except ImageError as exc:
