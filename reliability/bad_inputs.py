@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from bad_files import BadFile, write_bad_files
-from common import CHEST_XRAY, TRACEBACK, Server, cxr
+from common import CHEST_XRAY, TRACEBACK, Server, cxr, wire_name
 
 PREDICT_SKIPPED_EXIT = 3  # documented: some inputs skipped, the rest predicted
 
@@ -65,8 +65,7 @@ def through_serve(run: Path, bad: list[BadFile], env) -> dict:
             for item in bad:
                 if not item.http:
                     continue
-                # A name that is not UTF-8 goes over the wire as its bytes read as Latin-1.
-                name = os.fsencode(item.path.name).decode("latin-1")
+                name = wire_name(item.path)
                 try:
                     response = client.post("/api/predict", files={"file": (name, item.path.read_bytes())})
                 except httpx.HTTPError as exc:

@@ -23,6 +23,11 @@ def cxr(*args, env=None, timeout=1800, **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
+def wire_name(path: Path) -> str:
+    """A file name as an upload carries it: a name that is not UTF-8 goes as its bytes read as Latin-1."""
+    return os.fsencode(path.name).decode("latin-1")
+
+
 def env_with(**extra) -> dict:
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **{k: str(v) for k, v in extra.items()}}
 

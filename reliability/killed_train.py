@@ -2,7 +2,7 @@
 
     python reliability/killed_train.py mid_epoch|checkpoint|features -- train --model cnn ...
 
-mid_epoch: after the 4th batch of the second epoch. checkpoint: halfway through writing the resume
+mid_epoch: after the 2nd batch of the second epoch. checkpoint: halfway through writing the resume
 checkpoint of the second epoch (the file half on disk). features: halfway through writing the frozen-base
 feature cache. Nothing in cxr knows about this script: it patches from outside.
 """
@@ -39,7 +39,7 @@ def patch(point: str) -> None:
                 self._epoch = epoch
 
             def on_train_batch_end(self, batch, logs=None):
-                if self._epoch == 1 and batch == 3:
+                if self._epoch == 1 and batch == 1:
                     _die()
 
         cxr.callbacks.EpochTimer = KillMidEpoch

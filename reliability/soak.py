@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import FULLRES, Server
+from common import FULLRES, Server, wire_name
 
 MIX = (("xray", 0.65), ("explain", 0.10), ("bad", 0.15), ("oversized", 0.10))
 MAX_UPLOAD_MB = 2
@@ -20,7 +20,7 @@ def check(run: Path, bad_files: list[Path], env, clients: int = 32, seconds: flo
     import psutil
 
     xrays = [p.read_bytes() for p in sorted(FULLRES.rglob("*.jpeg"))]
-    bad = [(p.name, p.read_bytes()) for p in bad_files]
+    bad = [(wire_name(p), p.read_bytes()) for p in bad_files]
     oversized = random.Random(0).randbytes(MAX_UPLOAD_MB * 2**20 + 1024)
     server = Server(run, env, max_upload_mb=MAX_UPLOAD_MB)
     process = psutil.Process(server.process.pid)

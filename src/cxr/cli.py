@@ -76,25 +76,37 @@ def cmd_compare(args) -> None:
 
 
 def cmd_predict(args) -> int:
-    from cxr.engines import Predictor
-    from cxr.predict import SKIPPED_EXIT_CODE, format_rows, predict_paths
+    from cxr.predict import SKIPPED_EXIT_CODE, RowWriter, expand_inputs, open_output, predict_batches
 
     if args.out and args.out.exists() and not args.force:
         raise SystemExit(f"{args.out} already exists; choose another --out or pass --force")
-    predictor = Predictor(args.run, engine=args.engine, precision=args.precision)
-    if predictor.guard is None:
+    if args.ray and args.explain:
+        raise SystemExit("--explain runs on the local path only; drop --ray to write explanations")
+    files, skipped = expand_inputs(args.paths)
+    for path, reason in skipped:
+        logging.getLogger("cxr.predict").warning("skipped %s: %s", path, reason)
+    if not (args.run / "ood.npz").exists():
         print(f"note: {args.run} has no out-of-distribution guard (ood columns empty); `cxr guard {args.run}` "
               "fits one", file=sys.stderr)
-    rows, skipped = predict_paths(predictor, args.paths, explain_dir=args.explain)
-    # File names that are not valid UTF-8 are written back as the bytes they were.
-    data = format_rows(rows, args.format).encode("utf-8", "surrogateescape")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_bytes(data)
-        print(f"{len(rows)} predictions written to {args.out}", file=sys.stderr)
+    if args.ray:
+        from cxr.ray_predict import ray_batches
+        from cxr.run import run_preprocessing
+
+        batches = ray_batches(args.run, files, run_preprocessing(args.run, args.engine), args.engine,
+                              args.precision, args.workers, args.ray_address)
     else:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
+        from cxr.engines import Predictor
+
+        batches = predict_batches(Predictor(args.run, engine=args.engine, precision=args.precision), files,
+                                  args.explain)
+    with open_output(args.out) as stream:
+        writer = RowWriter(stream, args.format)
+        for rows, bad in batches:
+            writer.rows(rows)
+            skipped += bad
+        writer.close()
+    if args.out:
+        print(f"{writer.count} predictions written to {args.out}", file=sys.stderr)
     if skipped:
         print(f"{len(skipped)} inputs skipped", file=sys.stderr)
         return SKIPPED_EXIT_CODE
@@ -226,6 +238,10 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--engine", choices=["keras", "onnx"], default="keras")
     pr.add_argument("--precision", choices=["float32", "mixed_bfloat16", "auto"], default="float32", help=PRECISION)
     pr.add_argument("--explain", type=Path, metavar="OUT_DIR", help="write a Grad-CAM PNG per image here")
+    pr.add_argument("--ray", action="store_true",
+                    help="decode and score on Ray (a local Ray on this machine unless --ray-address is given)")
+    pr.add_argument("--ray-address", help="join this Ray cluster, e.g. ray://head:10001 (default: $RAY_ADDRESS)")
+    pr.add_argument("--workers", type=int, default=2, help="with --ray: scoring actors, one model each (default 2)")
     pr.set_defaults(func=cmd_predict)
 
     g = sub.add_parser("guard", help="fit the out-of-distribution guard of a run saved without one")

@@ -16,9 +16,7 @@ from cxr.data.images import decode
 from cxr.data.preprocess import Preprocessing
 from cxr.metrics import apply_temperature
 from cxr.ood import GUARD_FILE, Guard
-from cxr.run import RunError, load_run
-
-ONNX_FILE, ONNX_META = "model.onnx", "model.onnx.json"
+from cxr.run import ONNX_FILE, ONNX_META, RunError, load_run
 
 
 class Predictor:

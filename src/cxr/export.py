@@ -8,8 +8,7 @@ import numpy as np
 
 from cxr import __version__
 from cxr.checked import file_sha256
-from cxr.engines import ONNX_FILE, ONNX_META
-from cxr.run import RunError, load_run, write_json
+from cxr.run import ONNX_FILE, ONNX_META, RunError, load_run, write_json
 
 
 def weights_sha256(model) -> str:

@@ -1,8 +1,8 @@
 """Predict on files, folders (recursive) and globs: one row per image, bad files reported and skipped."""
 
+import contextlib
 import csv
 import glob
-import io
 import json
 import logging
 import os
@@ -37,26 +37,23 @@ def expand_inputs(inputs) -> tuple[list[Path], list[tuple[Path, str]]]:
     return list(dict.fromkeys(files)), missing
 
 
-def predict_paths(predictor: Predictor, inputs, explain_dir: Path | None = None, batch: int = 256):
-    """Rows (dicts) for every readable image, and (path, reason) for every skipped one."""
-    files, skipped = expand_inputs(inputs)
-    for path, reason in skipped:  # unreadable files are reported by the loader, one line each
-        log.warning("skipped %s: %s", path, reason)
-    rows = []
-    progress = None
-    if len(files) > batch:
-        import keras
-
-        progress = keras.utils.Progbar(len(files), unit_name="image")
+def predict_batches(predictor: Predictor, files: list[Path], explain_dir: Path | None = None, batch: int = 256):
+    """(rows, skipped) per batch of files, in input order: memory stays flat however many files there are."""
     for start in range(0, len(files), batch):
         loaded = predictor.load(files[start: start + batch], use_cache=False)
-        skipped += loaded.skipped
-        found, probs = result_rows(predictor, loaded.paths, loaded.images)
-        rows += found
+        rows, probs = result_rows(predictor, loaded.paths, loaded.images)
         if explain_dir is not None and len(loaded.paths):
             write_explanations(predictor, loaded.images, loaded.paths, probs, explain_dir)
-        if progress is not None:
-            progress.update(min(start + batch, len(files)))
+        yield rows, loaded.skipped
+
+
+def predict_paths(predictor: Predictor, inputs, explain_dir: Path | None = None):
+    """Rows (dicts) for every readable image, and (path, reason) for every skipped one."""
+    files, skipped = expand_inputs(inputs)
+    rows = []
+    for found, bad in predict_batches(predictor, files, explain_dir):
+        rows += found
+        skipped += bad
     return rows, skipped
 
 
@@ -98,11 +95,48 @@ def _unique(path: Path) -> Path:
     return candidate
 
 
-def format_rows(rows, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(rows, indent=2) + "\n"
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+@contextlib.contextmanager
+def open_output(out: Path | None):
+    """A binary stream: standard output, or a file written aside and renamed only when complete."""
+    if out is None:
+        sys.stdout.flush()
+        yield sys.stdout.buffer
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as stream:
+            yield stream
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class RowWriter:
+    """Rows written as they come, as CSV or as one JSON list (the same text json.dumps(rows, indent=2) gives).
+
+    File names that are not valid UTF-8 are written back as the bytes they were.
+    """
+
+    def __init__(self, stream, fmt: str):
+        self.stream, self.fmt, self.count = stream, fmt, 0
+        if fmt == "csv":
+            self._csv = csv.DictWriter(self, fieldnames=FIELDS, lineterminator="\n")
+            self._csv.writeheader()
+
+    def write(self, text: str) -> None:  # the csv module writes through this
+        self.stream.write(text.encode("utf-8", "surrogateescape"))
+
+    def rows(self, rows: list[dict]) -> None:
+        for row in rows:
+            if self.fmt == "csv":
+                self._csv.writerow(row)
+            else:
+                item = json.dumps(row, indent=2).replace("\n", "\n  ")
+                self.write(("[\n  " if self.count == 0 else ",\n  ") + item)
+            self.count += 1
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.write("\n]\n" if self.count else "[]\n")
+        self.stream.flush()

@@ -6,6 +6,8 @@ Run folder layout:
   history.csv      one row per epoch (loss, accuracy, val_*, epoch_seconds)
   model.keras      best model (lowest validation loss), float32, loads in safe mode
   model.json       the input contract (preprocessing), labels, threshold chosen on validation, weights note
+  ood.npz          the out-of-distribution guard fitted on the training split (cxr.ood)
+  model.onnx       after `cxr export`, with model.onnx.json (its hash, the same contract)
   summary.txt      layer summary
   training.json    wall times, epochs, skipped files
   metrics.json     evaluation on the run's test split; predictions.csv, figures/ beside it
@@ -18,6 +20,7 @@ from pathlib import Path
 
 MODEL_FILE = "model.keras"
 INFO_FILE = "model.json"  # input size, labels, threshold and its rule, weights note
+ONNX_FILE, ONNX_META = "model.onnx", "model.onnx.json"
 
 
 class RunError(SystemExit):
@@ -77,3 +80,10 @@ def read_history(run_dir: Path) -> dict:
         rows = list(csv.DictReader(f))
     keys = rows[0].keys() if rows else ("epoch", "loss", "val_loss", "epoch_seconds")
     return {key: np.array([float(r[key]) for r in rows]) for key in keys}
+
+
+def run_preprocessing(run_dir: Path, engine: str = "keras"):
+    """The run's input contract, read without loading its model."""
+    from cxr.data.preprocess import Preprocessing
+
+    return Preprocessing.from_dict(read_json(Path(run_dir) / (ONNX_META if engine == "onnx" else INFO_FILE)))

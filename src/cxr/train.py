@@ -3,6 +3,7 @@ and the decision threshold chosen on validation through the same Predictor that 
 
 import dataclasses
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -55,14 +56,34 @@ def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, sta
         keras.callbacks.CSVLogger(run_dir / "history.csv", append=resuming or stage != "fit"),
         SaveForResume(checkpoints, early, stage),
     ]
-    class_weight = None
-    if cfg.class_weight == "balanced":
-        values = compute_class_weight("balanced", classes=np.array([0, 1]), y=y)
-        class_weight = {0: float(values[0]), 1: float(values[1])}
     if initial_epoch < epochs:
-        model.fit(x, y, validation_data=(xv, yv), epochs=epochs, initial_epoch=initial_epoch,
-                  batch_size=cfg.batch_size, class_weight=class_weight, callbacks=callbacks, verbose=2)
+        batches = training_batches(x, y, cfg, initial_epoch, epochs)
+        model.fit(batches, validation_data=(xv, yv), epochs=epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=math.ceil(len(y) / cfg.batch_size), callbacks=callbacks, verbose=2)
     target.set_weights(load_keras_model(best_path).get_weights())
+
+
+def training_batches(x, y, cfg: TrainConfig, first_epoch: int, epochs: int):
+    """Shuffled batches whose order is a function of (seed, epoch) alone, for epochs first_epoch..epochs-1.
+
+    A run resumed at epoch k then sees exactly the batches the killed run would have seen, so it ends with
+    the same model. With balanced class weights, each example carries its class's weight.
+    """
+    import tensorflow as tf
+
+    n = len(y)
+    weights = np.ones(n, np.float32)
+    if cfg.class_weight == "balanced":
+        weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=y).astype(np.float32)[y]
+    x, y, weights = tf.constant(x), tf.constant(y), tf.constant(weights)
+
+    def epoch_order(epoch):
+        return tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([cfg.seed, epoch]))
+
+    batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(  # batched per epoch: the last may be short
+        lambda epoch: tf.data.Dataset.from_tensor_slices(epoch_order(tf.cast(epoch, tf.int32))).batch(cfg.batch_size))
+    gather = lambda idx: (tf.gather(x, idx), tf.gather(y, idx), tf.gather(weights, idx))  # noqa: E731
+    return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _unfreeze_last_convs(built: Built, n: int) -> None:
