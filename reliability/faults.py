@@ -33,7 +33,8 @@ def kill_resume(data: Path, work: Path, cache: Path) -> dict:
     """Kill at three points, resume each, and compare with uninterrupted runs of the same seed.
 
     Two uninterrupted runs of the same seed give the noise floor of this machine's arithmetic; a resumed
-    run should differ from the uninterrupted one by no more than a training rerun does plus a margin.
+    run should match the uninterrupted one as closely as a rerun does (batch order, dropout and augmentation
+    draws are set by seed and epoch), within 1e-3.
     """
     results = {}
     points = {"mid_epoch": "cnn", "checkpoint": "cnn", "features": "vgg16"}
@@ -66,7 +67,7 @@ def kill_resume(data: Path, work: Path, cache: Path) -> dict:
         "rerun_noise_floor": max(floor for _, floor in references.values()),
         "points": results,
         "passed": resumed_count == len(points) and all(r["killed_exit"] == -9 for r in results.values())
-        and max(diffs) <= max(floor for _, floor in references.values()) + 0.05,
+        and max(diffs) <= max(floor for _, floor in references.values()) + 1e-3,
     }
 
 

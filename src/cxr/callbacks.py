@@ -4,6 +4,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from cxr.run import write_json
 
@@ -16,6 +17,21 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Dropout and augmentation draw from seeds set by (seed, epoch) at each epoch's start, so a run resumed
+    at epoch k draws exactly what the killed run would have drawn."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        generators = [value for layer in self.model._flatten_layers() for value in vars(layer).values()
+                      if isinstance(value, keras.random.SeedGenerator)]
+        for i, generator in enumerate(generators):
+            generator.state.assign(np.array([self.seed * 1000 + i, epoch], dtype=generator.state.dtype))
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

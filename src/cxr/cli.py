@@ -44,7 +44,7 @@ def cmd_train(args) -> None:
             batch_size=args.batch_size, learning_rate=args.lr, label_smoothing=args.label_smoothing,
             class_weight=args.class_weight,
             precision=args.precision, fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
-            weights=args.weights,
+            weights=args.weights, devices=args.devices,
         )
     run_dir = train(cfg, resume=bool(args.resume))
     report = evaluate_run(run_dir)
@@ -127,6 +127,14 @@ def cmd_guard(args) -> None:
     write_json(args.run / INFO_FILE, info)
     print(f"out-of-distribution guard fitted on {len(train.labels)} training X-rays: cut-off "
           f"{info['ood']['cutoff']} ({info['ood']['rule']}); written to {args.run / info['ood']['file']}")
+
+
+def cmd_sweep(args) -> None:
+    from cxr.sweep import run_sweep
+
+    report = run_sweep(args.config, args.out, args.ray_address)
+    print(report.read_text())
+    print(f"report: {report}; trial runs in {args.out / 'trials'}")
 
 
 def cmd_audit(args) -> int:
@@ -215,6 +223,8 @@ def parser() -> argparse.ArgumentParser:
                    help="transfer models: then unfreeze the last N conv layers and train on at a low rate")
     t.add_argument("--fine-tune-epochs", type=int, default=10, help="epochs of fine-tuning (default 10)")
     t.add_argument("--weights", help="pretrained weights file for the base (needed offline for vgg19)")
+    t.add_argument("--devices", default="1", metavar="N|all",
+                   help="train on N devices with MirroredStrategy: the GPUs, or N logical CPU devices (default 1)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="metrics and figures on the run's test split or a labelled folder")
@@ -247,6 +257,12 @@ def parser() -> argparse.ArgumentParser:
     g = sub.add_parser("guard", help="fit the out-of-distribution guard of a run saved without one")
     g.add_argument("run", type=Path)
     g.set_defaults(func=cmd_guard)
+
+    sw = sub.add_parser("sweep", help="train many configurations on Ray Tune (ASHA), ranked on validation")
+    sw.add_argument("config", type=Path, help="sweep file, e.g. examples/sweep.toml")
+    sw.add_argument("--out", type=Path, required=True, help="sweep folder; run again to resume it")
+    sw.add_argument("--ray-address", help="join this Ray cluster (default: a local Ray on this machine)")
+    sw.set_defaults(func=cmd_sweep)
 
     a = sub.add_parser("audit", help="data inventory and shortcut probe (can acquisition cues predict the label?)")
     a.add_argument("data", nargs="?", type=Path, help="Kaggle-layout folder (default: $CXR_DATA or the shared data)")

@@ -31,6 +31,7 @@ class TrainConfig:
     fine_tune_epochs: int = 10
     weights: str | None = None  # pretrained weights file (VGG19)
     fractions: tuple = (0.70, 0.15, 0.15)
+    devices: str = "1"  # N or "all": MirroredStrategy over GPUs, or over N logical CPU devices
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -13,9 +13,10 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 from cxr import CLASSES, __version__
-from cxr.callbacks import EpochTimer, ResumableEarlyStopping, SaveForResume, truncate_history
+from cxr.callbacks import EpochSeeds, EpochTimer, ResumableEarlyStopping, SaveForResume, truncate_history
 from cxr.config import TrainConfig
 from cxr.data.dataset import Prepared, prepare
+from cxr.devices import distribution
 from cxr.engines import Predictor
 from cxr.features import cached_features
 from cxr.metrics import THRESHOLD_RULE, apply_temperature, calibration, choose_threshold, fit_temperature
@@ -33,7 +34,7 @@ def compile_model(model: keras.Model, learning_rate: float, label_smoothing: flo
 
 
 def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, stage: str, epochs: int,
-         learning_rate: float, state: dict | None) -> None:
+         learning_rate: float, state: dict | None, extra_callbacks: list) -> None:
     """Fit `target` (or, when resuming this stage, the saved copy with its optimizer) and keep the best."""
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
@@ -50,11 +51,13 @@ def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, sta
     best_path = checkpoints / f"{stage}_best.keras"
     callbacks = [
         EpochTimer(),
+        EpochSeeds(cfg.seed),
         keras.callbacks.ModelCheckpoint(best_path, monitor="val_loss", save_best_only=True,
                                         initial_value_threshold=state["best"] if resuming else None),
         early,
         keras.callbacks.CSVLogger(run_dir / "history.csv", append=resuming or stage != "fit"),
         SaveForResume(checkpoints, early, stage),
+        *extra_callbacks,
     ]
     if initial_epoch < epochs:
         batches = training_batches(x, y, cfg, initial_epoch, epochs)
@@ -94,7 +97,8 @@ def _unfreeze_last_convs(built: Built, n: int) -> None:
         layer.trainable = layer in convs[-n:]
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
+def train(cfg: TrainConfig, resume: bool = False, callbacks: list | None = None) -> Path:
+    """Train, calibrate and save a run; `callbacks` (Keras) also see every epoch, e.g. a sweep's reporter."""
     run_dir = Path(cfg.out)
     state = None
     if resume:
@@ -109,6 +113,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     cfg.precision = resolve_precision(cfg.precision)
     if not resume:
         write_json(run_dir / "config.json", {**dataclasses.asdict(cfg), "cxr_version": __version__})
+    scope, replicas = distribution(cfg.devices)  # before anything starts TensorFlow's runtime
     keras.utils.set_random_seed(cfg.seed)
     keras.mixed_precision.set_global_policy(cfg.precision)
 
@@ -118,26 +123,27 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     train_part, val_part = data.parts["train"], data.parts["val"]
     log.info("split: %s", data.split.note)
 
-    built = build(cfg.model, cfg.size, weights=cfg.weights)
-    feature_started = time.perf_counter()
-    if built.frozen_base:  # the frozen base gives the same features every epoch: compute them once
-        x, xv = (cached_features(built, part.images, cfg) for part in (train_part, val_part))
-        first = built.head
-    else:
-        x, xv = train_part.images, val_part.images  # uint8: the model casts each batch (4x less memory)
-        first = built.model
-    feature_seconds = time.perf_counter() - feature_started
+    with scope:  # several devices: the model's variables are mirrored on each
+        built = build(cfg.model, cfg.size, weights=cfg.weights)
+        feature_started = time.perf_counter()
+        if built.frozen_base:  # the frozen base gives the same features every epoch: compute them once
+            x, xv = (cached_features(built, part.images, cfg) for part in (train_part, val_part))
+            first = built.head
+        else:
+            x, xv = train_part.images, val_part.images  # uint8: the model casts each batch (4x less memory)
+            first = built.model
+        feature_seconds = time.perf_counter() - feature_started
 
-    if state is None or state["stage"] == "fit":
-        _fit(run_dir, first, x, train_part.labels, xv, val_part.labels, cfg, "fit", cfg.epochs,
-             cfg.learning_rate, state)
-    elif built.frozen_base:
-        first.set_weights(load_keras_model(run_dir / "checkpoints" / "fit_best.keras").get_weights())
-    if cfg.fine_tune and built.frozen_base:
-        _unfreeze_last_convs(built, cfg.fine_tune)
-        _fit(run_dir, built.model, train_part.images, train_part.labels,
-             val_part.images, val_part.labels, cfg, "fine_tune", cfg.fine_tune_epochs,
-             cfg.learning_rate / 100, state)
+        if state is None or state["stage"] == "fit":
+            _fit(run_dir, first, x, train_part.labels, xv, val_part.labels, cfg, "fit", cfg.epochs,
+                 cfg.learning_rate, state, callbacks or [])
+        elif built.frozen_base:
+            first.set_weights(load_keras_model(run_dir / "checkpoints" / "fit_best.keras").get_weights())
+        if cfg.fine_tune and built.frozen_base:
+            _unfreeze_last_convs(built, cfg.fine_tune)
+            _fit(run_dir, built.model, train_part.images, train_part.labels,
+                 val_part.images, val_part.labels, cfg, "fine_tune", cfg.fine_tune_epochs,
+                 cfg.learning_rate / 100, state, callbacks or [])
 
     final = built.model
     if cfg.precision != "float32":  # saved in float32: it predicts and exports the same on any CPU
@@ -169,6 +175,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         "feature_seconds": feature_seconds if built.frozen_base else 0.0,
         "load_seconds": load_seconds,
         "precision": cfg.precision,
+        "replicas": replicas,
     })
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return run_dir
