@@ -203,7 +203,7 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--epochs", type=int, default=2, help="timed training epochs per repeat")
     p.add_argument("--run", type=Path, default=ROOT / "runs" / "demo" / "cnn", help="trained run for inference")
-    p.add_argument("--skip", default="", help="comma list of: peer,train,infer,decode,transfer,demo,load")
+    p.add_argument("--skip", default="", help="comma list of: peer,train,infer,decode,transfer,demo,load,ray,sweep")
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     train_dir = (args.data / "train").resolve()
@@ -234,6 +234,17 @@ def main():
         from load import load_test
 
         results["load"] = load_test(args.run)
+
+    if "ray" not in skip and (args.run / "model.keras").exists():
+        print("Ray batch prediction, 1 and 2 workers ...", flush=True)
+        from scale import bench_ray_predict
+
+        results["ray_predict"] = bench_ray_predict(args.run, args.data)
+    if "sweep" not in skip:
+        print("sweep overhead per trial ...", flush=True)
+        from scale import bench_sweep_overhead
+
+        results["sweep"] = bench_sweep_overhead(args.data)
 
     out = ROOT / "bench" / "results.json"
     if out.exists():  # sections skipped this time keep their last measurement, marked as such
@@ -273,6 +284,16 @@ def format_table(r: dict) -> str:
         earlier = " (earlier run)" if r["demo"].get("carried_over_from_an_earlier_run") else ""
         lines.append(row(f"make demo wall time (s){earlier}", r["demo"]["wall_s"]))
         lines.append(row(f"make demo peak RSS (GB){earlier}", r["demo"]["peak_rss_gb"]))
+    if "ray_predict" in r:
+        rp = r["ray_predict"]
+        for name in ("local", "ray_1_worker", "ray_2_workers"):
+            v = rp[name]
+            lines.append(f"| predict {rp['files']:,} files, {name.replace('_', ' ')} | {v['images_per_s']:.0f} img/s, "
+                         f"driver peak RSS {v['driver_peak_rss_mb']:.0f} MB | | |")
+    if "sweep" in r:
+        sw = r["sweep"]
+        lines.append(f"| sweep overhead per trial (one-trial sweep - plain train) | {sw['overhead_per_trial_s']:.1f} s "
+                     f"({sw['one_trial_sweep_s']:.1f} vs {sw['plain_train_s']:.1f} s) | | |")
     for clients, v in r.get("load", {}).items():
         lines.append(f"| service, {clients} clients | {v['requests_per_s']:.1f} req/s, p50 {v['p50_ms']:.0f} ms, "
                      f"p95 {v['p95_ms']:.0f} ms, {v['errors']} errors | | |")

@@ -53,8 +53,8 @@ def _trial(config: dict) -> None:
             tune.report({"val_loss": float(logs["val_loss"]), "val_auc": float(logs.get("val_auc", math.nan)),
                          "epoch": epoch + 1})
 
-    out = Path(config["trials_dir"]) / tune.get_context().get_trial_name()
-    cfg = TrainConfig(**config["train"], out=str(out))
+    out = Path(config["trials_dir"]) / config["trial"]["name"]
+    cfg = TrainConfig(**config["trial"]["train"], out=str(out))
     train(cfg, resume=(out / "config.json").exists(), callbacks=[ReportToTune()])
 
 
@@ -75,32 +75,34 @@ def run_sweep(config_path: Path, out: Path, address: str | None = None) -> Path:
     trainable = tune.with_resources(_trial, {"cpu": cpus})
     epochs = int(base.get("epochs", TrainConfig.epochs))
     trials = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    space = {"train": tune.grid_search([{**base, **trial} for trial in trials]), "threads": cpus,
-             "trials_dir": str(out / "trials")}
+    space = {"trial": tune.grid_search([{"name": _trial_name(t), "train": {**base, **t}} for t in trials]),
+             "threads": cpus, "trials_dir": str(out / "trials")}
     state = out / "tune"
     if tune.Tuner.can_restore(str(state)):
         log.info("resuming the sweep in %s", out)
         tuner = tune.Tuner.restore(str(state), trainable, resume_unfinished=True, resume_errored=True,
                                    param_space=space)
     else:
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=int(settings["grace_period"]),
+        # max_t one past the last epoch: a trial that gets there finishes its run folder instead of being cut.
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs + 1, grace_period=int(settings["grace_period"]),
                                   reduction_factor=int(settings["reduction_factor"]))
         tuner = tune.Tuner(trainable, param_space=space,
                            tune_config=tune.TuneConfig(metric="val_loss", mode="min", scheduler=scheduler),
                            run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=0))
     results = tuner.fit()
-    rows = []
-    for result in results:
-        run = Path(out / "trials" / Path(result.path).name) if result.path else None
-        rows.append(_trial_row(run, result, grid))
+    rows = [_trial_row(out / "trials" / result.config["trial"]["name"], result, grid) for result in results]
     return write_report(rows, grid, out)
 
 
-def _trial_row(run: Path | None, result, grid: dict) -> dict:
-    setting = {key: result.config["train"][key] for key in grid}
+def _trial_name(setting: dict) -> str:
+    return "-".join(f"{key}={value}" for key, value in setting.items())
+
+
+def _trial_row(run: Path, result, grid: dict) -> dict:
+    setting = {key: result.config["trial"]["train"][key] for key in grid}
     row = {**setting, "run": str(run), "status": "failed", "epochs": 0, "best_val_loss": math.nan,
            "val_auc_at_best": math.nan}
-    if run is None or not (run / "history.csv").exists():
+    if not (run / "history.csv").exists():
         row["status"] = f"failed: {result.error}" if result.error else "no epoch finished"
         return row
     history = read_history(run)
