@@ -2,15 +2,14 @@ import numpy as np
 import pytest
 
 from cxr.metrics import (
-    apply_temperature,
     binary_metrics,
     bootstrap_ci,
     calibration,
     choose_threshold,
     expected_calibration_error,
-    fit_temperature,
     full_report,
 )
+from cxr.temperature import apply_temperature, fit_temperature
 
 
 def test_metrics_match_hand_computed_values():

@@ -3,6 +3,8 @@
 import csv
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -82,6 +84,11 @@ def test_onnx_export_agrees_with_keras_on_real_xrays(trained_run, tmp_path):
     for k, o in zip(keras_rows, onnx_rows):
         assert k["path"] == o["path"]
         assert abs(float(k["probability"]) - float(o["probability"])) < 1e-4
+    # The ONNX path starts fast: it never imports TensorFlow or Keras.
+    one = FULLRES / "NORMAL" / "IM-0217-0001.jpeg"
+    code = (f"import sys; from cxr.cli import main; main(['-q', 'predict', {str(trained_run)!r}, {str(one)!r}, "
+            "'--engine', 'onnx']); sys.exit(int('tensorflow' in sys.modules or 'keras' in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
     again = run_cxr("export", trained_run)
     assert again.returncode != 0 and "already exists" in again.stderr

@@ -6,6 +6,20 @@ import os
 import sys
 from pathlib import Path
 
+from cxr.commands import (
+    cmd_audit,
+    cmd_compare,
+    cmd_ensemble,
+    cmd_evaluate,
+    cmd_export,
+    cmd_guard,
+    cmd_predict,
+    cmd_serve,
+    cmd_stress,
+    cmd_sweep,
+    cmd_train,
+)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
 
 
@@ -13,177 +27,6 @@ PRECISION = ("Keras engine: float32 (exact, default) or mixed_bfloat16 (about 3x
              "instructions, probabilities within about 1e-3); auto picks by the CPU")
 
 
-def _headline(report: dict) -> str:
-    ci = report["ci95"]
-    return (
-        f"n={report['n']}  threshold={report['threshold']:.3f}  "
-        f"accuracy={report['accuracy']:.3f} [{ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}]  "
-        f"sensitivity={report['sensitivity']:.3f}  specificity={report['specificity']:.3f}  "
-        f"f1={report['f1']:.3f}  roc_auc={report['roc_auc']:.3f} [{ci['roc_auc'][0]:.3f}-{ci['roc_auc'][1]:.3f}]"
-    )
-
-
-def cmd_train(args) -> None:
-    from cxr.config import TrainConfig, config_from_run
-    from cxr.data.layout import default_data_dir
-    from cxr.evaluate import evaluate_run
-    from cxr.run import read_json
-    from cxr.train import train
-
-    if args.resume:
-        cfg = config_from_run(args.resume)
-        cfg.out = str(args.resume)
-    else:
-        if not args.out:
-            raise SystemExit("cxr train: give --out runs/NAME (or --resume runs/NAME)")
-        cfg = TrainConfig(
-            model=args.model, data=str(args.data or default_data_dir()), out=str(args.out), split=args.split,
-            size=args.size, resize=args.resize, intensity=args.intensity, border=args.border,
-            epochs=args.epochs, patience=args.patience, seed=args.seed,
-            split_seed=args.seed if args.split_seed is None else args.split_seed,
-            batch_size=args.batch_size, learning_rate=args.lr, label_smoothing=args.label_smoothing,
-            class_weight=args.class_weight,
-            precision=args.precision, fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
-            weights=args.weights, devices=args.devices,
-        )
-    run_dir = train(cfg, resume=bool(args.resume))
-    report = evaluate_run(run_dir)
-    training = read_json(run_dir / "training.json")
-    print(f"split: {training['split_note']}; {training['images']}")
-    print(f"{cfg.model}: {training['epochs_run']} epochs, {training['epoch_seconds_mean']:.1f} s/epoch, "
-          f"{training['train_seconds']:.0f} s training")
-    print(f"test: {_headline(report)}")
-    if training["skipped"]:
-        print(f"skipped {len(training['skipped'])} unreadable files (listed in {run_dir / 'training.json'})")
-    print(f"run folder: {run_dir}  (figures in {run_dir / 'figures'})")
-
-
-def cmd_evaluate(args) -> None:
-    from cxr.evaluate import evaluate_run
-
-    report = evaluate_run(args.run, data=args.data, out=args.out)
-    print(_headline(report))
-    if report["skipped"]:
-        print(f"skipped {len(report['skipped'])} unreadable files")
-
-
-def cmd_compare(args) -> None:
-    from cxr.report import compare
-
-    report = compare([Path(r) for r in args.runs], Path(args.out))
-    print((report.parent / "table.md").read_text())
-    print(f"report: {report}")
-
-
-def cmd_predict(args) -> int:
-    from cxr.predict import SKIPPED_EXIT_CODE, RowWriter, expand_inputs, open_output, predict_batches
-
-    if args.out and args.out.exists() and not args.force:
-        raise SystemExit(f"{args.out} already exists; choose another --out or pass --force")
-    if args.ray and args.explain:
-        raise SystemExit("--explain runs on the local path only; drop --ray to write explanations")
-    files, skipped = expand_inputs(args.paths)
-    for path, reason in skipped:
-        logging.getLogger("cxr.predict").warning("skipped %s: %s", path, reason)
-    if not (args.run / "ood.npz").exists():
-        print(f"note: {args.run} has no out-of-distribution guard (ood columns empty); `cxr guard {args.run}` "
-              "fits one", file=sys.stderr)
-    if args.ray:
-        from cxr.ray_predict import ray_batches
-        from cxr.run import run_preprocessing
-
-        batches = ray_batches(args.run, files, run_preprocessing(args.run, args.engine), args.engine,
-                              args.precision, args.workers, args.ray_address)
-    else:
-        from cxr.engines import Predictor
-
-        batches = predict_batches(Predictor(args.run, engine=args.engine, precision=args.precision), files,
-                                  args.explain)
-    with open_output(args.out) as stream:
-        writer = RowWriter(stream, args.format)
-        for rows, bad in batches:
-            writer.rows(rows)
-            skipped += bad
-        writer.close()
-    if args.out:
-        print(f"{writer.count} predictions written to {args.out}", file=sys.stderr)
-    if skipped:
-        print(f"{len(skipped)} inputs skipped", file=sys.stderr)
-        return SKIPPED_EXIT_CODE
-    return 0
-
-
-def cmd_guard(args) -> None:
-    from cxr.data.dataset import load_part
-    from cxr.data.preprocess import Preprocessing
-    from cxr.data.split import read_split_csv
-    from cxr.ood import fit_for_run
-    from cxr.run import INFO_FILE, read_json, write_json
-
-    info = read_json(args.run / INFO_FILE)
-    split, prep = read_split_csv(args.run / "split.csv"), Preprocessing.from_dict(info)
-    train, val = (load_part(split.part(side), prep)[0] for side in ("train", "val"))
-    info["ood"] = fit_for_run(args.run, train.images, val.images)
-    write_json(args.run / INFO_FILE, info)
-    print(f"out-of-distribution guard fitted on {len(train.labels)} training X-rays: cut-off "
-          f"{info['ood']['cutoff']} ({info['ood']['rule']}); written to {args.run / info['ood']['file']}")
-
-
-def cmd_sweep(args) -> None:
-    from cxr.sweep import run_sweep
-
-    report = run_sweep(args.config, args.out, args.ray_address)
-    print(report.read_text())
-    print(f"report: {report}; trial runs in {args.out / 'trials'}")
-
-
-def cmd_audit(args) -> int:
-    from cxr.audit import audit
-    from cxr.data.layout import default_data_dir
-    from cxr.data.preprocess import Preprocessing
-
-    prep = Preprocessing(args.size, args.resize, args.intensity, args.border)
-    audit(Path(args.data or default_data_dir()), Path(args.out), prep)
-    print((Path(args.out) / "audit.md").read_text())
-    print(f"audit written to {args.out} (audit.json, audit.md, audit.png)")
-    return 0
-
-
-def cmd_stress(args) -> None:
-    from cxr.stress import stress_run, stress_table
-
-    result = stress_run(args.run, engine=args.engine)
-    print(stress_table(result))
-    print(f"worst photometric change of ROC AUC: {result['worst_photometric_auc_change']:+.3f}; "
-          f"shortcut probe on the run's input: {result['shortcut_probe_auc']:.3f}")
-    print(f"written: {Path(args.run) / 'stress.json'}, {Path(args.run) / 'figures' / 'stress.png'}")
-
-
-def cmd_ensemble(args) -> None:
-    from cxr.ensemble import make_ensemble
-    from cxr.evaluate import evaluate_run
-
-    run_dir = make_ensemble(args.runs, args.out, tta=not args.no_tta)
-    print(f"test: {_headline(evaluate_run(run_dir))}")
-    print(f"run folder: {run_dir}")
-
-
-def cmd_export(args) -> None:
-    from cxr.export import export_onnx
-
-    print(f"wrote {export_onnx(args.run, force=args.force)} (metadata beside it)")
-
-
-def cmd_serve(args) -> None:
-    try:
-        import uvicorn
-
-        from cxr.serve.app import create_app
-    except ImportError:
-        raise SystemExit("serving needs the serve extra: pip install 'cxr[serve]'") from None
-    app = create_app(args.run, engine=args.engine, precision=args.precision, max_upload=args.max_upload_mb * 2**20)
-    print(f"serving {args.run} on http://{args.host}:{args.port}  (API docs: /docs)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 def parser() -> argparse.ArgumentParser:

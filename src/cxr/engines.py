@@ -14,9 +14,9 @@ from cxr.checked import file_sha256
 from cxr.data.cache import LoadedImages, load_images
 from cxr.data.images import decode
 from cxr.data.preprocess import Preprocessing
-from cxr.metrics import apply_temperature
 from cxr.ood import GUARD_FILE, Guard
 from cxr.run import ONNX_FILE, ONNX_META, RunError, load_run
+from cxr.temperature import apply_temperature
 
 
 class Predictor:

@@ -82,8 +82,13 @@ class HiResCam:
         logit = tf.matmul(tf.cast(h, dense.kernel.dtype), dense.kernel) + dense.bias
         return maps, logit
 
-    def explain(self, images: np.ndarray, threshold: float = 0.5) -> "Explanation":
-        """Maps of the predicted class for (n, size, size[, 1]) images in 0..255 at this decision threshold."""
+    def explain(self, images: np.ndarray, threshold: float = 0.5, called=None) -> "Explanation":
+        """Maps of the predicted class for (n, size, size[, 1]) images in 0..255 at this decision threshold.
+
+        `called` (n booleans: PNEUMONIA called) overrides this model's own call: the serving path calls with
+        calibrated probabilities, and an ensemble is explained through one member, whose raw probability
+        may fall on the other side of the threshold.
+        """
         size = images.shape[1]
         x = tf.convert_to_tensor(np.asarray(images, np.float32).reshape(-1, size, size, 1))
         with tf.GradientTape() as tape:
@@ -91,7 +96,8 @@ class HiResCam:
             logits = tf.cast(tf.reshape(logits, [-1]), tf.float32)
             probs = tf.sigmoid(logits)
             # +logit is evidence for PNEUMONIA, -logit for NORMAL: explain whichever was called.
-            sign = tf.where(probs >= threshold, 1.0, -1.0)
+            pneumonia = probs >= threshold if called is None else tf.constant(np.asarray(called, bool).reshape(-1))
+            sign = tf.where(pneumonia, 1.0, -1.0)
             score = tf.reduce_sum(sign * logits)
         grads = tape.gradient(score, maps)
         cam = tf.nn.relu(tf.reduce_sum(tf.cast(grads * maps, tf.float32), axis=-1))[..., None]

@@ -112,27 +112,3 @@ def expected_calibration_error(labels, probs, bins: int = 10) -> float:
 
 def calibration(labels, probs) -> dict:
     return {"brier": float(skm.brier_score_loss(labels, probs)), "ece": expected_calibration_error(labels, probs)}
-
-
-def logits(probs) -> np.ndarray:
-    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
-
-
-def apply_temperature(probs, temperature: float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits(probs) / temperature))
-
-
-def fit_temperature(labels, probs) -> float:
-    """Temperature scaling (Guo et al. 2017): the T > 0 that minimises the log loss of sigmoid(logit / T)."""
-    from scipy.optimize import minimize_scalar
-
-    labels = np.asarray(labels)
-    if labels.min() == labels.max():
-        return 1.0
-    z = logits(probs)
-
-    def loss(log_t):
-        return skm.log_loss(labels, 1.0 / (1.0 + np.exp(-z / np.exp(log_t))), labels=[0, 1])
-
-    return float(np.exp(minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded").x))

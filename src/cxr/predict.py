@@ -75,7 +75,7 @@ def write_explanations(predictor: Predictor, images, paths, probs, out_dir: Path
     cam = HiResCam(predictor.explained_model())
     out_dir.mkdir(parents=True, exist_ok=True)
     for i in range(0, len(images), 32):
-        found = cam.explain(images[i: i + 32], predictor.threshold)
+        found = cam.explain(images[i: i + 32], called=probs[i: i + 32] >= predictor.threshold)
         for j, (path, prob) in enumerate(zip(paths[i: i + 32], probs[i: i + 32])):
             display = decode(Path(path).read_bytes(), predictor.preprocessing.at_size(384))
             target = _unique(out_dir / f"{Path(path).stem}_cam.png")

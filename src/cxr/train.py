@@ -19,11 +19,12 @@ from cxr.data.dataset import Prepared, prepare
 from cxr.devices import distribution
 from cxr.engines import Predictor
 from cxr.features import cached_features
-from cxr.metrics import THRESHOLD_RULE, apply_temperature, calibration, choose_threshold, fit_temperature
+from cxr.metrics import THRESHOLD_RULE, calibration, choose_threshold
 from cxr.models import Built, build, copy_in_precision
 from cxr.ood import fit_for_run
 from cxr.precision import resolve_precision
 from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_keras_model, read_history, read_json, write_json
+from cxr.temperature import apply_temperature, fit_temperature
 
 log = logging.getLogger(__name__)
 

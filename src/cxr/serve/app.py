@@ -1,6 +1,7 @@
 """FastAPI app: GET / (page), POST /api/predict, GET /api/health, GET /api/model, OpenAPI docs at /docs.
 
-The model is loaded once. Inference runs in the thread pool (sync endpoints), off the event loop.
+The model is loaded once. Requests run in the thread pool (sync endpoints), off the event loop, and concurrent
+ones are scored together in one model call (serve/batching.py).
 Uploads are checked by their bytes, not their names, and size-limited before decoding.
 """
 
@@ -20,6 +21,7 @@ from cxr.data.images import decode, is_dicom
 from cxr.data.pixels import ImageError
 from cxr.engines import Predictor
 from cxr.predict import result_rows
+from cxr.serve.batching import MicroBatcher
 
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
 DISPLAY_SIZE = 384
@@ -45,6 +47,9 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
                max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
     predictor = Predictor(Path(run_dir), engine=engine, precision=precision)
     model_id = f"{predictor.info['model']}@{Path(run_dir).resolve().name}"
+    # Concurrent requests are scored together: one model call per batch, not per request.
+    score = MicroBatcher(lambda items: result_rows(predictor, [name for name, _ in items],
+                                                   np.stack([image for _, image in items]))[0])
     gradcam_lock = threading.Lock()
     gradcam = {}
 
@@ -97,14 +102,14 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
             image = predictor.decode(data)
         except ImageError as exc:
             raise HTTPException(422, f"{file.filename or 'upload'}: {exc}") from None
-        row = result_rows(predictor, [file.filename or "upload"], image[None])[0][0]
+        row = score((file.filename or "upload", image))
         result = {**{k: row[k] for k in ("probability", "label", "threshold", "ood", "ood_score")},
                   "ood_cutoff": None if predictor.guard is None else round(predictor.guard.cutoff, 4),
                   "model": model_id, "format": kind}
         if explain:
             from cxr.explain import heatmap_rgba
 
-            found = explainer().explain(image[None], predictor.threshold)
+            found = explainer().explain(image[None], called=[row["label"] == predictor.info["classes"][1]])
             result["image_png"] = _png_base64(decode(data, predictor.preprocessing.at_size(DISPLAY_SIZE)))
             result["explained_class"] = predictor.info["classes"][int(found.explained[0])]
             result["heatmap_caption"] = found.caption(0)
