@@ -203,7 +203,8 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--epochs", type=int, default=2, help="timed training epochs per repeat")
     p.add_argument("--run", type=Path, default=ROOT / "runs" / "demo" / "cnn", help="trained run for inference")
-    p.add_argument("--skip", default="", help="comma list of: peer,train,infer,decode,transfer,demo,load,ray,sweep")
+    p.add_argument("--skip", default="",
+                   help="comma list of: peer,train,infer,decode,transfer,demo,load,ray,cold,sweep")
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     train_dir = (args.data / "train").resolve()
@@ -240,6 +241,11 @@ def main():
         from scale import bench_ray_predict
 
         results["ray_predict"] = bench_ray_predict(args.run, args.data)
+    if "cold" not in skip and (args.run / "model.keras").exists():
+        print("cold start, one file ...", flush=True)
+        from scale import bench_cold_start
+
+        results["cold_start"] = bench_cold_start(args.run, next((args.data / "val" / "NORMAL").glob("*.jpeg")))
     if "sweep" not in skip:
         print("sweep overhead per trial ...", flush=True)
         from scale import bench_sweep_overhead
@@ -290,6 +296,8 @@ def format_table(r: dict) -> str:
             v = rp[name]
             lines.append(f"| predict {rp['files']:,} files, {name.replace('_', ' ')} | {v['images_per_s']:.0f} img/s, "
                          f"driver peak RSS {v['driver_peak_rss_mb']:.0f} MB | | |")
+    for engine, v in r.get("cold_start", {}).items():
+        lines.append(f"| one file from a cold start, `cxr predict --engine {engine}` (s) | {v['median_s']:.2f} | | |")
     if "sweep" in r:
         sw = r["sweep"]
         lines.append(f"| sweep overhead per trial (one-trial sweep - plain train) | {sw['overhead_per_trial_s']:.1f} s "

@@ -1,6 +1,6 @@
-"""Scale-out benchmarks: Ray batch prediction on 1 and 2 workers against the local path, over an archive of
-20,000+ files (the shared images listed several times, as links), and the cost of a Ray Tune sweep per trial
-against a plain `cxr train` of the same configuration."""
+"""Scale-out and start-up benchmarks: Ray batch prediction on 1 and 2 workers against the local path over
+an archive of 20,000+ files (the shared images listed several times, as links); the cost of a Ray Tune sweep
+per trial against a plain `cxr train` of the same configuration; one file from a cold start."""
 
 import subprocess
 import sys
@@ -77,3 +77,21 @@ def bench_sweep_overhead(data: Path) -> dict:
         swept = time.perf_counter() - start
     return {"plain_train_s": plain, "one_trial_sweep_s": swept, "overhead_per_trial_s": swept - plain,
             "config": config}
+
+
+def bench_cold_start(run: Path, image: Path, repeats: int = 5) -> dict:
+    """What a user waits for on one file: a fresh `cxr predict RUN ONE_FILE` process, start to exit."""
+    from cxr.export import export_onnx
+
+    if not (run / "model.onnx").exists():
+        export_onnx(run)
+    out = {}
+    for engine in ("onnx", "keras"):
+        walls = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "cxr.cli", "-q", "predict", str(run), str(image), "--engine",
+                            engine], check=True, capture_output=True)
+            walls.append(time.perf_counter() - start)
+        out[engine] = {"median_s": sorted(walls)[len(walls) // 2], "runs": walls}
+    return out
