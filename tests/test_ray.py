@@ -60,6 +60,6 @@ def test_a_worker_killed_mid_batch_is_replaced_and_every_row_comes_once(trained_
         ray.shutdown()
     assert killed and [r["path"] for r in rows] == [str(f) for f in files]
     by_name = {}
-    for row in rows:  # each copy of an image scores the same, whichever worker scored it
-        by_name.setdefault(row["path"].split("_", 1)[1], set()).add(row["probability"])
-    assert all(len(probs) == 1 for probs in by_name.values())
+    for row in rows:  # each copy of an image scores the same, whichever worker and batch scored it
+        by_name.setdefault(row["path"].split("_", 1)[1], []).append(row["probability"])
+    assert all(max(probs) - min(probs) <= 1e-5 for probs in by_name.values())
