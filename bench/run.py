@@ -262,6 +262,11 @@ def main():
     print(f"\nfull results: {out}")
 
 
+def _measures(r: dict, section: str):
+    """(name, figures) of a section, without its carried-over marker."""
+    return [(k, v) for k, v in r.get(section, {}).items() if isinstance(v, dict)]
+
+
 def format_table(r: dict) -> str:
     peer = r.get("peer", {})
     peer_train = peer.get("train_images_per_s", {}).get("median")
@@ -271,7 +276,7 @@ def format_table(r: dict) -> str:
         if f"train_{precision}" in r:
             lines.append(row(f"seed CNN training, {precision} (img/s)",
                              r[f"train_{precision}"]["train_images_per_s"]["median"], peer_train))
-    for engine, v in r.get("inference", {}).items():
+    for engine, v in _measures(r, "inference"):
         lines.append(row(f"inference, {engine} (img/s)", v["infer_images_per_s"]["median"], peer_infer))
         lines.append(row(f"single-image latency, {engine} (ms, warm)", v["single_image_ms"]["median"]))
     if "decode" in r:
@@ -296,13 +301,13 @@ def format_table(r: dict) -> str:
             v = rp[name]
             lines.append(f"| predict {rp['files']:,} files, {name.replace('_', ' ')} | {v['images_per_s']:.0f} img/s, "
                          f"driver peak RSS {v['driver_peak_rss_mb']:.0f} MB | | |")
-    for engine, v in r.get("cold_start", {}).items():
+    for engine, v in _measures(r, "cold_start"):
         lines.append(f"| one file from a cold start, `cxr predict --engine {engine}` (s) | {v['median_s']:.2f} | | |")
     if "sweep" in r:
         sw = r["sweep"]
         lines.append(f"| sweep overhead per trial (one-trial sweep - plain train) | {sw['overhead_per_trial_s']:.1f} s "
                      f"({sw['one_trial_sweep_s']:.1f} vs {sw['plain_train_s']:.1f} s) | | |")
-    for clients, v in r.get("load", {}).items():
+    for clients, v in _measures(r, "load"):
         lines.append(f"| service, {clients} clients | {v['requests_per_s']:.1f} req/s, p50 {v['p50_ms']:.0f} ms, "
                      f"p95 {v['p95_ms']:.0f} ms, {v['errors']} errors | | |")
     return "\n".join(lines)
