@@ -21,33 +21,33 @@ from common import CHEST_XRAY, ROOT, cxr, env_with, real_subset
 CHECKS = ("bad_inputs", "service_soak", "kill_resume", "cache_corruption", "ood")
 
 
+SUMMARIES = {  # one line of figures per check, for the printed table
+    "bad_inputs": lambda b: (f"{b['kinds']} kinds x {len(b['surfaces'])} surfaces = {b['tried']} tried: "
+                             f"{b['clear_errors']} clear errors, {b['accepted']} accepted, {b['wrong']} wrong, "
+                             f"{b['crashes']} crashes"),
+    "service_soak": lambda s: (f"{s['clients']} clients x {s['seconds']} s: {s['requests']} requests, "
+                               f"{s['errors_5xx']} 5xx, p95 {s['p95_ms']} ms, RSS {s['rss_start_mb']} -> "
+                               f"{s['rss_end_mb']} MB"),
+    "kill_resume": lambda k: (f"{k['kills']} kills, {k['resumed']} resumed, max prob diff {k['max_prob_diff']:.4f} "
+                              f"(rerun noise floor {k['rerun_noise_floor']:.4f})"),
+    "cache_corruption": lambda c: (f"{c['detected']}/{c['corrupted']} damaged files detected and rebuilt; "
+                                   f"2 processes on one cache: {c['concurrent_fill']['intact']}/"
+                                   f"{c['concurrent_fill']['entries']} entries intact"),
+    "ood": lambda o: (f"X-rays flagged {o['seed_models_128px']['xray_flagged_rate']:.2%} / "
+                      f"{o['robust_64px']['xray_flagged_rate']:.2%}, non-X-rays flagged "
+                      f"{o['seed_models_128px']['non_xray_flagged_rate']:.1%} / "
+                      f"{o['robust_64px']['non_xray_flagged_rate']:.1%} (seed / robust preprocessing)"),
+}
+
+
 def _table(results: dict) -> str:
     rows = [("check", "result", "figures")]
-    rows += [(name, False, r["error"]) for name, r in results.items() if isinstance(r, dict) and "error" in r]
-    b, s, k, c, o = (results.get(name) if "error" not in results.get(name, {}) else None for name in CHECKS)
-    if b:
-        rows.append(("bad_inputs", b["passed"], f"{b['kinds']} kinds x {len(b['surfaces'])} surfaces = {b['tried']} "
-                     f"tried: {b['clear_errors']} clear errors, {b['accepted']} accepted, {b['wrong']} wrong, "
-                     f"{b['crashes']} crashes"))
-    if s:
-        rows.append(("service_soak", s["passed"], f"{s['clients']} clients x {s['seconds']} s: {s['requests']} "
-                     f"requests, {s['errors_5xx']} 5xx, p95 {s['p95_ms']} ms, RSS {s['rss_start_mb']} -> "
-                     f"{s['rss_end_mb']} MB"))
-    if k:
-        rows.append(("kill_resume", k["passed"], f"{k['kills']} kills, {k['resumed']} resumed, max prob diff "
-                     f"{k['max_prob_diff']:.4f} (rerun noise floor {k['rerun_noise_floor']:.4f})"))
-    if c:
-        rows.append(("cache_corruption", c["passed"], f"{c['detected']}/{c['corrupted']} damaged files detected and "
-                     f"rebuilt; 2 processes on one cache: {c['concurrent_fill']['intact']}/"
-                     f"{c['concurrent_fill']['entries']} entries intact"))
-    if o:
-        seed, robust = o["seed_models_128px"], o["robust_64px"]
-        rows.append(("ood", o["passed"], f"X-rays flagged {seed['xray_flagged_rate']:.2%} / "
-                     f"{robust['xray_flagged_rate']:.2%}, non-X-rays flagged {seed['non_xray_flagged_rate']:.1%} / "
-                     f"{robust['non_xray_flagged_rate']:.1%} (seed / robust preprocessing)"))
+    for name in CHECKS:
+        if name in results:
+            r = results[name]
+            rows.append((name, "PASS" if r["passed"] else "FAIL", r["error"] if "error" in r else SUMMARIES[name](r)))
     width = max(len(r[0]) for r in rows)
-    return "\n".join(f"{name:<{width}}  {('PASS' if ok is True else 'FAIL' if ok is False else ok):<6}  {text}"
-                     for name, ok, text in rows)
+    return "\n".join(f"{name:<{width}}  {ok:<6}  {text}" for name, ok, text in rows)
 
 
 def main() -> int:
