@@ -48,12 +48,13 @@ def ensure_peer_venv() -> Path:
     return python
 
 
-def bench_peer(train_dir: Path, repeats: int, epochs: int) -> dict:
+def bench_peer(train_dir: Path, repeats: int, epochs: int, bf16: bool = False) -> dict:
+    """The peer as published, or with its one-line mixed-bfloat16 speed-up (--bf16)."""
     python = ensure_peer_venv()
     runs = []
     for _ in range(repeats):
-        result = subprocess.run([str(python), str(PEER), str(train_dir), "--epochs", str(epochs)],
-                                capture_output=True, text=True, check=True)
+        result = subprocess.run([str(python), str(PEER), str(train_dir), "--epochs", str(epochs),
+                                 *(["--bf16"] if bf16 else [])], capture_output=True, text=True, check=True)
         runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
     return {
         "train_images_per_s": stats(r["train_images_per_s"] for r in runs),
@@ -185,7 +186,7 @@ def bench_demo() -> dict:
     subprocess.run(["make", "demo"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest single process
-    return {"wall_s": wall, "peak_rss_gb": peak_kb / 2**20}
+    return {"wall_s": wall, "peak_rss_mb": peak_kb / 2**10}
 
 
 def row(name, cxr_value, peer_value=None, lower_is_better=False):
@@ -216,6 +217,8 @@ def main():
     if "peer" not in skip:
         print("peer ...", flush=True)
         results["peer"] = bench_peer(train_dir, args.repeats, args.epochs)
+        print("peer, mixed bfloat16 ...", flush=True)
+        results["peer_bf16"] = bench_peer(train_dir, args.repeats, args.epochs, bf16=True)
     x, y = load_train_images(train_dir)
     if "train" not in skip:
         for precision in ("float32", "mixed_bfloat16"):
@@ -255,11 +258,35 @@ def main():
     out = ROOT / "bench" / "results.json"
     if out.exists():  # sections skipped this time keep their last measurement, marked as such
         for key, value in json.loads(out.read_text()).items():
-            if key not in results and isinstance(value, dict):
+            if key not in results and isinstance(value, dict) and key != "ratios":
                 results[key] = {**value, "carried_over_from_an_earlier_run": True}
+    results["ratios"] = ratios(results)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))
     print(f"\nfull results: {out}")
+
+
+def ratios(r: dict) -> dict:
+    """cxr speed / peer speed (> 1: cxr is faster), each against the peer's best configuration where known."""
+    def median(*keys):
+        value = r
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    def ratio(ours, theirs):
+        return round(ours / theirs, 3) if ours and theirs else None
+
+    return {
+        "train_vs_peer_bf16": ratio(median("train_mixed_bfloat16", "train_images_per_s", "median"),
+                                    median("peer_bf16", "train_images_per_s", "median")),
+        "infer_vs_peer_bf16": ratio(median("inference", "keras bfloat16", "infer_images_per_s", "median"),
+                                    median("peer_bf16", "infer_images_per_s", "median")),
+        "train_vs_peer_float32": ratio(median("train_float32", "train_images_per_s", "median"),
+                                       median("peer", "train_images_per_s", "median")),
+        "decode_cold": ratio(median("peer", "load_decode_s", "median"), median("decode", "cold_s", "median")),
+        "time_to_accuracy": None,  # not measured yet: needs the peer trained on cxr's patient split
+    }
 
 
 def _measures(r: dict, section: str):
@@ -294,7 +321,8 @@ def format_table(r: dict) -> str:
     if "demo" in r:
         earlier = " (earlier run)" if r["demo"].get("carried_over_from_an_earlier_run") else ""
         lines.append(row(f"make demo wall time (s){earlier}", r["demo"]["wall_s"]))
-        lines.append(row(f"make demo peak RSS (GB){earlier}", r["demo"]["peak_rss_gb"]))
+        lines.append(row(f"make demo peak RSS (MB){earlier}", r["demo"].get("peak_rss_mb",
+                                                                             r["demo"].get("peak_rss_gb", 0) * 1024)))
     if "ray_predict" in r:
         rp = r["ray_predict"]
         for name in ("local", "ray_1_worker", "ray_2_workers"):
@@ -310,6 +338,8 @@ def format_table(r: dict) -> str:
     for clients, v in _measures(r, "load"):
         lines.append(f"| service, {clients} clients | {v['requests_per_s']:.1f} req/s, p50 {v['p50_ms']:.0f} ms, "
                      f"p95 {v['p95_ms']:.0f} ms, {v['errors']} errors | | |")
+    lines += [f"| ratio {name} (cxr/peer) | {value if value is not None else 'not measured'} | | |"
+              for name, value in r.get("ratios", {}).items()]
     return "\n".join(lines)
 
 
