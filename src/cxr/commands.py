@@ -4,6 +4,8 @@ import logging
 import sys
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 
 def _headline(report: dict) -> str:
     ci = report["ci95"]
@@ -74,9 +76,10 @@ def cmd_predict(args) -> int:
         raise SystemExit(f"{args.out} already exists; choose another --out or pass --force")
     if args.ray and args.explain:
         raise SystemExit("--explain runs on the local path only; drop --ray to write explanations")
-    files, skipped = expand_inputs(args.paths)
-    for path, reason in skipped:
-        logging.getLogger("cxr.predict").warning("skipped %s: %s", path, reason)
+    files, missing = expand_inputs(args.paths)
+    for path, reason in missing:
+        log.warning("skipped %s: %s", path, reason)
+    skipped = list(missing)
     if not (args.run / "ood.npz").exists():
         print(f"note: {args.run} has no out-of-distribution guard (ood columns empty); `cxr guard {args.run}` "
               "fits one", file=sys.stderr)
@@ -96,6 +99,7 @@ def cmd_predict(args) -> int:
         for rows, bad in batches:
             writer.rows(rows)
             skipped += bad
+            log.info("%d of %d files done", writer.count + len(skipped), len(files) + len(missing))
         writer.close()
     if args.out:
         print(f"{writer.count} predictions written to {args.out}", file=sys.stderr)

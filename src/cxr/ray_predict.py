@@ -105,7 +105,6 @@ def ray_batches(run_dir: Path, files: list[Path], preprocessing: Preprocessing, 
     )
     for name in ("ray", "ray.data"):  # Ray's own progress lines; a failure still surfaces as an exception
         logging.getLogger(name).setLevel(logging.WARNING)
-    done = 0
     for batch in dataset.iter_batches(batch_size=BATCH, batch_format="numpy", prefetch_batches=2):
         rows, skipped = [], []
         for raw, row, error in zip(batch["path"], batch["row"], batch["error"]):
@@ -115,6 +114,4 @@ def ray_batches(run_dir: Path, files: list[Path], preprocessing: Preprocessing, 
                 skipped.append((Path(path), error))
             else:
                 rows.append({**json.loads(row), "path": path})
-        done += len(batch["path"])
-        log.info("%d/%d images", done, len(files))
         yield rows, skipped
