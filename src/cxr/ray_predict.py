@@ -48,7 +48,7 @@ def _decode_batch(batch: dict, preprocessing: Preprocessing) -> dict:
             errors.append(f"cannot read file: {exc.strerror or exc}")
         except ImageError as exc:
             errors.append(str(exc))
-    return {"index": batch["index"], "path": batch["path"], "image": images, "error": np.array(errors, dtype=object)}
+    return {"path": batch["path"], "image": images, "error": np.array(errors, dtype=object)}
 
 
 class _Scorer:
@@ -74,7 +74,7 @@ class _Scorer:
         rows, _ = result_rows(self.predictor, paths, batch["image"][good])
         out = np.array([""] * len(good), dtype=object)
         out[np.flatnonzero(good)] = [json.dumps(row) for row in rows]
-        return {"index": batch["index"], "path": batch["path"], "row": out, "error": batch["error"]}
+        return {"path": batch["path"], "row": out, "error": batch["error"]}
 
 
 def ray_batches(run_dir: Path, files: list[Path], preprocessing: Preprocessing, engine: str = "keras",
@@ -88,7 +88,7 @@ def ray_batches(run_dir: Path, files: list[Path], preprocessing: Preprocessing, 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows come back in the order of the inputs
     context.enable_progress_bars = False
-    items = [{"index": i, "path": os.fsencode(str(p))} for i, p in enumerate(files)]  # bytes: any file name
+    items = [{"path": os.fsencode(str(p))} for p in files]  # bytes: a file name need not be UTF-8
     if not items:
         return
     dataset = (
