@@ -205,7 +205,7 @@ def main():
     p.add_argument("--epochs", type=int, default=2, help="timed training epochs per repeat")
     p.add_argument("--run", type=Path, default=ROOT / "runs" / "demo" / "cnn", help="trained run for inference")
     p.add_argument("--skip", default="",
-                   help="comma list of: peer,train,infer,decode,transfer,demo,load,ray,cold,sweep")
+                   help="comma list of: peer,train,infer,decode,transfer,demo,load,ray,cold,tta,sweep")
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     train_dir = (args.data / "train").resolve()
@@ -249,6 +249,11 @@ def main():
         from scale import bench_cold_start
 
         results["cold_start"] = bench_cold_start(args.run, next((args.data / "val" / "NORMAL").glob("*.jpeg")))
+    if "tta" not in skip:
+        print("time to accuracy, cxr and the peer ...", flush=True)
+        from time_to_accuracy import measure
+
+        results["time_to_accuracy"] = measure(args.data)
     if "sweep" not in skip:
         print("sweep overhead per trial ...", flush=True)
         from scale import bench_sweep_overhead
@@ -285,7 +290,8 @@ def ratios(r: dict) -> dict:
         "train_vs_peer_float32": ratio(median("train_float32", "train_images_per_s", "median"),
                                        median("peer", "train_images_per_s", "median")),
         "decode_cold": ratio(median("peer", "load_decode_s", "median"), median("decode", "cold_s", "median")),
-        "time_to_accuracy": None,  # not measured yet: needs the peer trained on cxr's patient split
+        "time_to_accuracy": round(median("time_to_accuracy", "ratio"), 3) if median("time_to_accuracy", "ratio")
+        else None,
     }
 
 
@@ -329,6 +335,10 @@ def format_table(r: dict) -> str:
             v = rp[name]
             lines.append(f"| predict {rp['files']:,} files, {name.replace('_', ' ')} | {v['images_per_s']:.0f} img/s, "
                          f"driver peak RSS {v['driver_peak_rss_mb']:.0f} MB | | |")
+    if "time_to_accuracy" in r:
+        t = r["time_to_accuracy"]
+        lines.append(row(f"time to validation AUC >= {t['target_val_auc']} from raw files (s)",
+                         t["cxr"]["seconds"] or 0, t["peer_bf16"]["seconds"], lower_is_better=True))
     for engine, v in _measures(r, "cold_start"):
         lines.append(f"| one file from a cold start, `cxr predict --engine {engine}` (s) | {v['median_s']:.2f} | | |")
     if "sweep" in r:
