@@ -70,6 +70,7 @@ def cmd_compare(args) -> None:
 
 
 def cmd_predict(args) -> int:
+    from cxr.ood import GUARD_FILE
     from cxr.predict import SKIPPED_EXIT_CODE, RowWriter, expand_inputs, open_output, predict_batches
 
     if args.out and args.out.exists() and not args.force:
@@ -80,7 +81,7 @@ def cmd_predict(args) -> int:
     for path, reason in missing:
         log.warning("skipped %s: %s", path, reason)
     skipped = list(missing)
-    if not (args.run / "ood.npz").exists():
+    if not (args.run / GUARD_FILE).exists():
         print(f"note: {args.run} has no out-of-distribution guard (ood columns empty); `cxr guard {args.run}` "
               "fits one", file=sys.stderr)
     if args.ray:

@@ -14,7 +14,7 @@ from cxr.checked import file_sha256
 from cxr.data.cache import LoadedImages, load_images
 from cxr.data.images import decode
 from cxr.data.preprocess import Preprocessing
-from cxr.ood import GUARD_FILE, Guard
+from cxr.ood import load_for_run
 from cxr.run import ONNX_FILE, ONNX_META, RunError, load_run
 from cxr.temperature import apply_temperature
 
@@ -59,8 +59,7 @@ class Predictor:
         self.preprocessing = Preprocessing.from_dict(self.info)
         self.size = self.preprocessing.size
         self.temperature = float(self.info.get("temperature") or 1.0)  # fitted on validation at training time
-        guard_file = self.run_dir / GUARD_FILE if self.run_dir is not None else None
-        self.guard = Guard.load(guard_file) if guard_file is not None and guard_file.exists() else None
+        self.guard = load_for_run(self.run_dir)
         threshold = self.info.get("threshold")
         self.threshold = 0.5 if threshold is None else float(threshold)
 

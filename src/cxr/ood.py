@@ -32,6 +32,13 @@ def _thumbnails_and_texture(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return thumbs, texture
 
 
+def _description(thumbs, texture, pca_mean, pca_components) -> np.ndarray:
+    """PCA coordinates of the thumbnail, the log of its reconstruction error, and the texture measures."""
+    z = (thumbs - pca_mean) @ pca_components.T
+    residual = np.linalg.norm(thumbs - (z @ pca_components + pca_mean), axis=1)
+    return np.column_stack([z, np.log(residual + 1e-6), texture])
+
+
 class Guard:
     """Scores (higher = less like the training X-rays) and flags for preprocessed (n, size, size) images."""
 
@@ -40,11 +47,7 @@ class Guard:
         self.cutoff = float(self.params["cutoff"])
 
     def _describe(self, images: np.ndarray) -> np.ndarray:
-        p = self.params
-        thumbs, texture = _thumbnails_and_texture(images)
-        z = (thumbs - p["pca_mean"]) @ p["pca_components"].T
-        residual = np.linalg.norm(thumbs - (z @ p["pca_components"] + p["pca_mean"]), axis=1)
-        return np.column_stack([z, np.log(residual + 1e-6), texture])
+        return _description(*_thumbnails_and_texture(images), self.params["pca_mean"], self.params["pca_components"])
 
     def score(self, images: np.ndarray) -> np.ndarray:
         if len(images) == 0:
@@ -62,18 +65,15 @@ class Guard:
         from sklearn.covariance import LedoitWolf
         from sklearn.decomposition import PCA
 
-        thumbs, _ = _thumbnails_and_texture(train_images)
+        thumbs, texture = _thumbnails_and_texture(train_images)
         pca = PCA(min(COMPONENTS, len(thumbs) - 1), random_state=0).fit(thumbs)
-        guard = cls({"pca_mean": pca.mean_, "pca_components": pca.components_, "scale_mean": 0.0,
-                     "scale_std": 1.0, "location": 0.0, "precision": np.eye(1), "cutoff": 0.0})
-        described = guard._describe(train_images)
+        described = _description(thumbs, texture, pca.mean_, pca.components_)
         mean, std = described.mean(axis=0), described.std(axis=0) + 1e-6
         covariance = LedoitWolf().fit((described - mean) / std)
-        guard.params.update(scale_mean=mean, scale_std=std, location=covariance.location_,
-                            precision=covariance.precision_)
-        guard.params["cutoff"] = np.quantile(guard.score(val_images), CUTOFF_QUANTILE)
-        guard.cutoff = float(guard.params["cutoff"])
-        return guard
+        params = {"pca_mean": pca.mean_, "pca_components": pca.components_, "scale_mean": mean, "scale_std": std,
+                  "location": covariance.location_, "precision": covariance.precision_}
+        cutoff = np.quantile(cls({**params, "cutoff": np.inf}).score(val_images), CUTOFF_QUANTILE)
+        return cls({**params, "cutoff": cutoff})
 
     def save(self, path: Path) -> None:
         np.savez(path, **self.params)
@@ -82,6 +82,13 @@ class Guard:
     def load(cls, path: Path) -> "Guard":
         with np.load(path, allow_pickle=False) as stored:
             return cls(dict(stored))
+
+
+def load_for_run(run_dir: Path | None) -> "Guard | None":
+    """The guard saved in a run folder; None for a run saved without one (or a model not yet saved)."""
+    if run_dir is None or not (Path(run_dir) / GUARD_FILE).exists():
+        return None
+    return Guard.load(Path(run_dir) / GUARD_FILE)
 
 
 def fit_for_run(run_dir: Path, train_images: np.ndarray, val_images: np.ndarray) -> dict:
