@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr.data.images import decode
-from cxr.data.pixels import ImageError
+from cxr.data.cache import load_images
 from cxr.data.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -34,21 +33,16 @@ def start_ray(address: str | None = None) -> None:
 
 
 def _decode_batch(batch: dict, preprocessing: Preprocessing) -> dict:
-    """Bytes paths -> preprocessed images, or the reason a file cannot be used."""
-    size = preprocessing.size
-    images = np.zeros((len(batch["path"]), size, size), np.uint8)
-    errors = []
-    for i, raw in enumerate(batch["path"]):
-        path = os.fsdecode(bytes(raw))
-        try:
-            with open(path, "rb") as f:
-                images[i] = decode(f.read(), preprocessing)
-            errors.append("")
-        except OSError as exc:
-            errors.append(f"cannot read file: {exc.strerror or exc}")
-        except ImageError as exc:
-            errors.append(str(exc))
-    return {"path": batch["path"], "image": images, "error": np.array(errors, dtype=object)}
+    """Bytes paths -> preprocessed images through the local loader, or the reason a file cannot be used."""
+    paths = [Path(os.fsdecode(bytes(raw))) for raw in batch["path"]]
+    loaded = load_images(paths, preprocessing, use_cache=False)
+    where = {path: i for i, path in enumerate(paths)}
+    images = np.zeros((len(paths), preprocessing.size, preprocessing.size), np.uint8)
+    images[[where[path] for path in loaded.paths]] = loaded.images
+    errors = np.array([""] * len(paths), dtype=object)
+    for path, reason in loaded.skipped:
+        errors[where[path]] = reason
+    return {"path": batch["path"], "image": images, "error": errors}
 
 
 class _Scorer:
