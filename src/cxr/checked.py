@@ -28,7 +28,6 @@ def _tmp_beside(path: Path) -> Path:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Written aside and renamed: a killed process or a concurrent reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_beside(path)
     with open(tmp, "wb") as f:
         f.write(data)
@@ -39,6 +38,7 @@ def save_array(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     payload = buffer.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)  # cache folders appear on first use
     write_atomically(path, MAGIC + _digest(payload) + payload)
 
 

@@ -15,8 +15,9 @@ Run folder layout:
 """
 
 import json
-import os
 from pathlib import Path
+
+from cxr.checked import write_atomically
 
 MODEL_FILE = "model.keras"
 INFO_FILE = "model.json"  # input size, labels, threshold and its rule, weights note
@@ -28,10 +29,7 @@ class RunError(SystemExit):
 
 
 def write_json(path: Path, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_atomically(Path(path), (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
 
 def read_json(path: Path) -> dict:
