@@ -50,9 +50,10 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 class SaveForResume(keras.callbacks.Callback):
     """After every epoch: the model with its optimizer, then the early-stopping state (atomically)."""
 
-    def __init__(self, folder: Path, early_stopping: ResumableEarlyStopping, stage: str):
+    def __init__(self, folder: Path, early_stopping: ResumableEarlyStopping,
+                 checkpoint: keras.callbacks.ModelCheckpoint, stage: str):
         super().__init__()
-        self.folder, self.early_stopping, self.stage = folder, early_stopping, stage
+        self.folder, self.early_stopping, self.checkpoint, self.stage = folder, early_stopping, checkpoint, stage
 
     def on_epoch_end(self, epoch, logs=None):
         tmp = self.folder / "last.tmp.keras"
@@ -64,6 +65,8 @@ class SaveForResume(keras.callbacks.Callback):
         write_json(self.folder / "state.json", {
             "stage": self.stage, "epoch": epoch, "wait": es.wait, "best": es.best, "best_epoch": es.best_epoch,
             "history_rows": history_rows,
+            # The best checkpoint's loss: below `best` when a gain too small for early stopping was kept.
+            "best_saved": float(self.checkpoint.best),
         })
 
 

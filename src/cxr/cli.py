@@ -58,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--split-seed", type=int, help="seed of the patient split alone (default: --seed)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3, help="learning rate (Adam)")
+    t.add_argument("--lr-decay", type=float, default=0.8,
+                   help="multiply the learning rate by this after every epoch (default 0.8; 1: constant)")
     t.add_argument("--label-smoothing", type=float, default=0.0, help="e.g. 0.1: softer targets, calmer logits")
     t.add_argument("--class-weight", choices=["none", "balanced"], default="none")
     t.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto",
@@ -116,8 +118,12 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--border", choices=BORDER_MODES, default=ROBUST.border)
     a.set_defaults(func=cmd_audit)
 
-    st = sub.add_parser("stress", help="the run's test split under acquisition-like changes (stress.json)")
-    st.add_argument("run", type=Path)
+    st = sub.add_parser("stress", help="a run's test and validation splits under acquisition-like changes "
+                        "(stress.json, stress_val.json)")
+    st.add_argument("runs", nargs="+", type=Path, metavar="RUN")
+    st.add_argument("--images", type=int, metavar="N",
+                    help="at most N images of each side, drawn within each class (default: all)")
+    st.add_argument("--precision", choices=["float32", "mixed_bfloat16", "auto"], default="float32", help=PRECISION)
     st.add_argument("--engine", choices=["keras", "onnx"], default="keras")
     st.set_defaults(func=cmd_stress)
 

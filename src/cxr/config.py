@@ -24,6 +24,7 @@ class TrainConfig:
     split_seed: int = 42  # which patients go to which side; runs to ensemble must share it
     batch_size: int = 32
     learning_rate: float = 1e-3
+    lr_decay: float = 0.8  # the learning rate is multiplied by this after every epoch
     label_smoothing: float = 0.0
     class_weight: str = "none"  # none | balanced
     precision: str = "auto"  # auto | float32 | mixed_bfloat16
@@ -41,6 +42,7 @@ class TrainConfig:
 def config_from_run(run_dir: Path) -> TrainConfig:
     saved = read_json(Path(run_dir) / "config.json")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved.setdefault("lr_decay", 1.0)  # runs from before the schedule trained at a constant rate
     saved.setdefault("split_seed", saved.get("seed", TrainConfig.seed))  # runs from before the two seeds were apart
     cfg = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
     cfg.fractions = tuple(cfg.fractions)

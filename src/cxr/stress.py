@@ -5,6 +5,7 @@ Photometric changes alter grey levels, sharpness or noise; geometric changes alt
 The same changes on the validation split give the robustness that model selection may use.
 """
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -116,35 +117,67 @@ PERTURBATIONS = {
 SHOWN = ("roc_auc", "accuracy", "sensitivity", "specificity")
 
 
-def stress_run(run_dir: Path, side: str = "test", engine: str = "keras") -> dict:
-    """Every perturbation on one side of the run's split. The test side writes RUN/stress.json and a figure;
-    the validation side (RUN/stress_val.json) is what model selection may look at."""
+def _sample(records: list, limit: int | None) -> list:
+    """At most `limit` records, drawn at random (fixed seed) within each class in proportion to its size."""
+    if limit is None or len(records) <= limit:
+        return records
+    rng = np.random.default_rng(0)
+    chosen = []
+    for label in sorted({r.label for r in records}):
+        members = [r for r in records if r.label == label]
+        take = round(limit * len(members) / len(records))
+        chosen += [members[i] for i in sorted(rng.choice(len(members), take, replace=False))]
+    return chosen
+
+
+def _perturbed_inputs(split_file: Path, side: str, prep, limit: int | None = None):
+    """Every changed version of one side's images after `prep` (inputs by change), with labels and patients.
+
+    Runs that share a split and a preprocessing (the seed's three models do) see the same inputs: the
+    last result is kept, so stress-testing them one after another changes and preprocesses the images once.
+    """
+    key = (hashlib.sha256(Path(split_file).read_bytes()).hexdigest(), side, prep, limit)
+    if key not in _LAST_INPUTS:
+        originals, labels, patients = [], [], []
+        for record in _sample(read_split_csv(split_file).part(side), limit):
+            try:
+                originals.append(read_grayscale(Path(record.path).read_bytes(), prep.size))
+            except (OSError, ImageError):
+                continue  # skipped at training time as well
+            labels.append(record.label)
+            patients.append(record.patient)
+        inputs = {name: np.stack([prep.apply(change(im) if change else im) for im in originals])
+                  for name, change in [("none", None)] + [(n, c) for n, (_, c) in PERTURBATIONS.items()]}
+        _LAST_INPUTS.clear()  # one entry: the inputs of a side take a few hundred MB
+        _LAST_INPUTS[key] = inputs, np.array(labels), patients
+    return _LAST_INPUTS[key]
+
+
+_LAST_INPUTS: dict = {}
+
+
+def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predictor: Predictor | None = None,
+               images: int | None = None) -> dict:
+    """Every perturbation on one side of the run's split (or on `images` of its images, drawn within each
+    class). The test side writes RUN/stress.json and a figure; the validation side (RUN/stress_val.json) is
+    what model selection may look at."""
     run_dir = Path(run_dir)
-    predictor = Predictor(run_dir, engine=engine)
-    prep = predictor.preprocessing
-    originals, labels, patients = [], [], []
-    for record in read_split_csv(run_dir / "split.csv").part(side):
-        try:
-            originals.append(read_grayscale(Path(record.path).read_bytes(), prep.size))
-        except (OSError, ImageError):
-            continue  # skipped at training time as well
-        labels.append(record.label)
-        patients.append(record.patient)
-    labels = np.array(labels)
+    predictor = predictor or Predictor(run_dir, engine=engine)
+    inputs, labels, patients = _perturbed_inputs(run_dir / "split.csv", side, predictor.preprocessing, images)
 
-    def scored(change=None) -> tuple[dict, np.ndarray]:
-        images = np.stack([prep.apply(change(im) if change else im) for im in originals])
-        m = binary_metrics(labels, predictor.predict(images), predictor.threshold)
-        return {name: m[name] for name in SHOWN}, images
+    def scored(name) -> dict:
+        m = binary_metrics(labels, predictor.predict(inputs[name]), predictor.threshold)
+        return {key: m[key] for key in SHOWN}
 
-    baseline, inputs = scored()
-    result = {"run": str(run_dir), "side": side, "images": int(len(labels)), "threshold": predictor.threshold,
-              "preprocessing": prep.to_dict(), "baseline": baseline, "perturbations": {}}
-    for name, (kind, change) in PERTURBATIONS.items():
-        metrics, _ = scored(change)
+    baseline = scored("none")
+    result = {"run": str(run_dir), "side": side, "images": int(len(labels)), "sampled": images is not None,
+              "precision": getattr(predictor, "precision", "float32"), "threshold": predictor.threshold,
+              "preprocessing": predictor.preprocessing.to_dict(), "baseline": baseline, "perturbations": {}}
+    for name, (kind, _) in PERTURBATIONS.items():
+        metrics = scored(name)
         metrics["roc_auc_change"] = metrics["roc_auc"] - baseline["roc_auc"]
         result["perturbations"][name] = {"kind": kind, **metrics}
-    result["shortcut_probe_auc"] = shortcut_probe(inputs, labels, patients)
+    result["shortcut_probe_auc"] = shortcut_probe(inputs["none"], labels, patients)
     worst = min((p for p in result["perturbations"].values() if p["kind"] == "photometric"),
                 key=lambda p: p["roc_auc_change"])
     result["worst_photometric_auc_change"] = worst["roc_auc_change"]

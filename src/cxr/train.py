@@ -27,6 +27,7 @@ from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_keras_model, read_hist
 from cxr.temperature import apply_temperature, fit_temperature
 
 log = logging.getLogger(__name__)
+MIN_DELTA = 1e-3  # smallest drop of validation loss that counts as an improvement for early stopping
 
 
 def compile_model(model: keras.Model, learning_rate: float, label_smoothing: float = 0.0) -> None:
@@ -47,17 +48,23 @@ def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, sta
         model = target
         compile_model(model, learning_rate, cfg.label_smoothing)
     initial_epoch = state["epoch"] + 1 if resuming else 0
+    # An epoch counts as better only when validation loss drops by MIN_DELTA: once the decaying learning
+    # rate has settled the model, ever smaller gains would otherwise restart the patience count again and again.
     early = ResumableEarlyStopping(state if resuming else None, monitor="val_loss", patience=cfg.patience,
-                                   restore_best_weights=True, verbose=1)
+                                   min_delta=MIN_DELTA, restore_best_weights=True, verbose=1)
     best_path = checkpoints / f"{stage}_best.keras"
+    best = keras.callbacks.ModelCheckpoint(
+        best_path, monitor="val_loss", save_best_only=True,
+        initial_value_threshold=state.get("best_saved", state["best"]) if resuming else None)
     callbacks = [
         EpochTimer(),
         EpochSeeds(cfg.seed),
-        keras.callbacks.ModelCheckpoint(best_path, monitor="val_loss", save_best_only=True,
-                                        initial_value_threshold=state["best"] if resuming else None),
+        # A function of the epoch alone (unlike ReduceLROnPlateau), so a resumed run follows the same schedule.
+        keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate * cfg.lr_decay ** epoch),
+        best,
         early,
         keras.callbacks.CSVLogger(run_dir / "history.csv", append=resuming or stage != "fit"),
-        SaveForResume(checkpoints, early, stage),
+        SaveForResume(checkpoints, early, best, stage),
         *extra_callbacks,
     ]
     if initial_epoch < epochs:

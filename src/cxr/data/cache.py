@@ -5,6 +5,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from cxr.data.pixels import ImageError
 from cxr.data.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
+PROCESS_POOL_MIN_FILES = 500
 SUFFIX = ".cxa"  # an array with its checksum (cxr.checked), never read as a plain .npy
 
 
@@ -92,6 +94,22 @@ def load_images(
     return _load_each(paths, prep, folder, progress)
 
 
+def _load_all(paths: list[Path], prep: Preprocessing, folder: Path | None):
+    """(image, key, error) of each file in order: in worker processes for a large set, so decoding and
+    cache writing use every core (much of that work holds Python's GIL, so threads would only overlap the
+    file reads); in threads for a few files, where starting processes would cost more than it saves."""
+    if len(paths) >= PROCESS_POOL_MIN_FILES and (os.cpu_count() or 1) > 1:
+        from joblib import Parallel, delayed
+
+        # joblib's loky workers are fresh interpreters (forking a process that has started TensorFlow's
+        # threads is unsafe) that do not re-run the caller's script, and later loads reuse them.
+        yield from Parallel(n_jobs=-1, batch_size=64, return_as="generator")(
+            delayed(_load_one)(path, prep, folder) for path in paths)
+    else:
+        with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+            yield from pool.map(_load_one, paths, repeat(prep), repeat(folder))
+
+
 def _load_each(paths: list[Path], prep: Preprocessing, folder: Path | None, progress: bool) -> LoadedImages:
     bar = None
     if progress and len(paths) > 200:
@@ -99,20 +117,17 @@ def _load_each(paths: list[Path], prep: Preprocessing, folder: Path | None, prog
 
         bar = keras.utils.Progbar(len(paths), unit_name="image")
     images, loaded, keys, skipped = [], [], {}, []
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # Pillow decodes outside the GIL
-        for i, (path, (image, key, error)) in enumerate(
-            zip(paths, pool.map(lambda p: _load_one(p, prep, folder), paths))
-        ):
-            if key is not None:
-                keys[path] = key
-            if error:
-                log.warning("skipped %s: %s", path, error)
-                skipped.append((path, error))
-            else:
-                images.append(image)
-                loaded.append(path)
-            if bar is not None and (i + 1) % 100 == 0:
-                bar.update(i + 1)
+    for i, (path, (image, key, error)) in enumerate(zip(paths, _load_all(paths, prep, folder))):
+        if key is not None:
+            keys[path] = key
+        if error:
+            log.warning("skipped %s: %s", path, error)
+            skipped.append((path, error))
+        else:
+            images.append(image)
+            loaded.append(path)
+        if bar is not None and (i + 1) % 100 == 0:
+            bar.update(i + 1)
     if bar is not None:
         bar.update(len(paths), finalize=True)
     stacked = np.stack(images) if images else np.zeros((0, prep.size, prep.size), np.uint8)

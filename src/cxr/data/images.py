@@ -43,8 +43,9 @@ def _open_pil(data: bytes, size: int) -> Image.Image:
             if img.width * img.height > MAX_PIXELS:
                 raise ImageError(f"image is {img.width}x{img.height} px, over the {MAX_PIXELS:,} pixel limit")
             if img.format == "JPEG":
-                # Decode at a reduced scale (still at least 2x the target) instead of full resolution.
-                img.draft(img.mode, (2 * size, 2 * size))
+                # Decode at a reduced scale (still at least 2x the target) instead of full resolution, and
+                # colour JPEGs straight to grey (the decoder skips the colour planes).
+                img.draft("L" if img.mode in ("RGB", "YCbCr") else img.mode, (2 * size, 2 * size))
             if getattr(img, "n_frames", 1) > 1:
                 raise ImageError(f"multi-frame image ({img.n_frames} frames) is not supported")
             img.load()
