@@ -1,13 +1,15 @@
 """The shortcut probe, `cxr audit` and `cxr stress`: synthetic cues for logic, a small real subset for commands."""
 
 import json
+import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from conftest import run_cxr
 from cxr.probe import shortcut_probe
-from cxr.stress import PERTURBATIONS
+from cxr.stress import PERTURBATIONS, _sample
 
 
 def noisy_images(n, seed):
@@ -58,3 +60,28 @@ def test_stress_writes_every_perturbation_for_the_run(trained_run):
     assert 0 <= stress["shortcut_probe_auc"] <= 1 and "baseline" in stress
     assert (trained_run / "figures" / "stress.png").stat().st_size > 5000
     assert "width_shrunk_25%" in result.stdout
+
+
+def test_a_stress_sample_keeps_the_class_balance_and_is_repeatable():
+    records = [SimpleNamespace(label=int(i % 4 == 0), name=i) for i in range(400)]  # 25% class 1
+    sample = _sample(records, 100)
+    assert len(sample) == 100 and sum(r.label for r in sample) == 25
+    assert [r.name for r in sample] == [r.name for r in _sample(records, 100)]
+    assert _sample(records, 1000) == records
+
+
+@pytest.mark.integration
+def test_stress_of_several_runs_writes_both_sides_for_each(trained_run, tmp_path):
+    twin = tmp_path / "twin"
+    shutil.copytree(trained_run, twin)
+    for name in ("stress.json", "stress_val.json"):
+        (twin / name).unlink(missing_ok=True)
+    result = run_cxr("stress", "--images", 12, "--precision", "float32", trained_run, twin)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for run in (trained_run, twin):
+        for name, side in (("stress.json", "test"), ("stress_val.json", "val")):
+            stress = json.loads((run / name).read_text())
+            assert stress["side"] == side and stress["sampled"] and stress["images"] <= 12
+    # The same model on the same sampled images: the same figures.
+    assert json.loads((twin / "stress.json").read_text())["perturbations"] == \
+        json.loads((trained_run / "stress.json").read_text())["perturbations"]

@@ -6,7 +6,7 @@ from PIL import Image
 
 from conftest import write_image
 from cxr.data.cache import load_images
-from cxr.data.images import MAX_PIXELS, ImageError, decode
+from cxr.data.images import MAX_PIXELS, ImageError, decode, read_grayscale
 from cxr.data.preprocess import Preprocessing
 
 
@@ -112,3 +112,26 @@ def test_a_whole_set_loads_back_from_one_array(tmp_path, monkeypatch):
     second = load_images(good, Preprocessing(32), cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(second.images, first.images)
     assert second.paths == good and set(second.keys) == set(good)
+
+
+def test_a_large_set_decodes_in_worker_processes_like_a_small_one(tmp_path, monkeypatch):
+    files = [write_image(tmp_path / f"g{i}.png", blob_image(40 + i % 30, 50)) for i in range(60)]
+    bad = tmp_path / "bad.png"
+    bad.write_text("garbage")
+    files.insert(7, bad)
+    in_threads = load_images(files, Preprocessing(32), cache_dir=tmp_path / "threads")
+    monkeypatch.setattr("cxr.data.cache.PROCESS_POOL_MIN_FILES", 10)
+    in_processes = load_images(files, Preprocessing(32), cache_dir=tmp_path / "processes")
+    np.testing.assert_array_equal(in_processes.images, in_threads.images)
+    assert in_processes.paths == in_threads.paths and in_processes.keys == in_threads.keys
+    assert in_processes.skipped == in_threads.skipped and in_processes.skipped[0][0] == bad
+    entries = [p for p in (tmp_path / "processes").rglob("*.cxa") if p.parent.name != "sets"]
+    assert len(entries) == 60  # the workers wrote the cache entries
+
+
+def test_colour_jpegs_decode_to_the_same_grey_as_a_conversion(tmp_path):
+    rgb = np.repeat(blob_image(300, 260)[..., None], 3, axis=2)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=90)
+    converted = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"))
+    assert np.abs(read_grayscale(buffer.getvalue(), 300).astype(int) - converted).max() <= 1

@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from cxr.models import build, names
+from cxr.models import build, model_flops, names
+from cxr.models.augment import RandomAffine
 from cxr.run import RunError, load_keras_model
 
 
@@ -36,7 +37,30 @@ def test_seed_cnn_shape_rules():
 def test_augmentation_never_mirrors_the_chest():
     model = build("cnn_aug", 64).model
     assert not any(isinstance(layer, keras.layers.RandomFlip) for layer in model.layers)
-    assert any(isinstance(layer, keras.layers.RandomRotation) for layer in model.layers)
+    assert any(isinstance(layer, RandomAffine) for layer in model.layers)
+
+
+def test_one_pass_affine_augmentation_moves_the_image_only_while_training(tmp_path):
+    image = np.zeros((4, 64, 64, 1), "float32")
+    image[:, 20:44, 28:36] = 200.0  # a vertical bar off the centre line
+    layer = RandomAffine(rotation=10, shift=0.05, zoom=0.1, aspect=0.25, seed=1)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(image, training=False)), image)
+    moved = keras.ops.convert_to_numpy(layer(image, training=True))
+    assert moved.shape == image.shape and not np.allclose(moved, image)
+    assert np.all(moved >= 0) and np.all(moved <= 200.0 + 1e-3)  # resampled, never brightened
+    # Each image gets its own transform, and the bright area stays about the same size.
+    assert not np.allclose(moved[0], moved[1])
+    assert np.all(np.abs((moved > 100).sum(axis=(1, 2, 3)) / (image[0] > 100).sum() - 1) < 0.6)
+    model = keras.Sequential([keras.Input((64, 64, 1)), layer])
+    model.save(tmp_path / "aug.keras")
+    assert isinstance(load_keras_model(tmp_path / "aug.keras").layers[0], RandomAffine)
+
+
+def test_the_fast_cnn_keeps_the_seed_layout_with_a_strided_first_convolution():
+    fast, seed = build("cnn", 128).model, build("cnn_seed", 128).model
+    assert [type(layer) for layer in fast.layers] == [type(layer) for layer in seed.layers]
+    assert fast.get_layer("conv1").strides == (2, 2) and seed.get_layer("conv1").strides == (1, 1)
+    assert model_flops(fast) < model_flops(seed) / 4
 
 
 def test_transfer_base_is_frozen_and_only_the_head_trains():

@@ -78,6 +78,9 @@ def test_training_resumes_after_the_process_is_killed(real_subset, tmp_path):
     result = cxr("train", "--resume", run)
     assert result.returncode == 0, result.stderr[-3000:]
     assert history_epochs(run) == list(range(12))  # every epoch exactly once, none repeated
+    with open(run / "history.csv") as f:  # the schedule went on where the killed run left it
+        rates = [float(row["learning_rate"]) for row in csv.DictReader(f)]
+    np.testing.assert_allclose(rates, [1e-3 * 0.9**epoch for epoch in range(12)], rtol=1e-5)
     assert (run / "model.keras").is_file() and (run / "metrics.json").is_file()
     assert json.loads((run / "config.json").read_text())["epochs"] == 12
 

@@ -78,7 +78,7 @@ def test_onnx_export_agrees_with_keras_on_real_xrays(trained_run, tmp_path):
     meta = json.loads((trained_run / "model.onnx.json").read_text())
     for key in ("size", "preprocessing", "classes", "threshold", "weights_sha256", "cxr_version"):
         assert key in meta
-    keras_rows = rows_of(run_cxr("predict", trained_run, FULLRES).stdout)
+    keras_rows = rows_of(run_cxr("predict", trained_run, FULLRES, "--precision", "float32").stdout)
     onnx_rows = rows_of(run_cxr("predict", trained_run, FULLRES, "--engine", "onnx").stdout)
     assert len(keras_rows) == len(onnx_rows) == 40
     for k, o in zip(keras_rows, onnx_rows):

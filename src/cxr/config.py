@@ -24,7 +24,7 @@ class TrainConfig:
     split_seed: int = 42  # which patients go to which side; runs to ensemble must share it
     batch_size: int = 32
     learning_rate: float = 1e-3
-    lr_decay: float = 0.8  # the learning rate is multiplied by this after every epoch
+    lr_decay: float = 0.9  # the learning rate is multiplied by this after every epoch
     label_smoothing: float = 0.0
     class_weight: str = "none"  # none | balanced
     precision: str = "auto"  # auto | float32 | mixed_bfloat16

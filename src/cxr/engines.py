@@ -22,7 +22,7 @@ from cxr.temperature import apply_temperature
 class Predictor:
     """P(pneumonia) for files or preprocessed (n, size, size) uint8 images, with the run's threshold."""
 
-    def __init__(self, run_dir: Path, engine: str = "keras", precision: str = "float32"):
+    def __init__(self, run_dir: Path, engine: str = "keras", precision: str = "auto"):
         self.run_dir, self.engine = Path(run_dir), engine
         if engine == "keras":
             model, info = load_run(self.run_dir)
@@ -35,7 +35,7 @@ class Predictor:
         self._finish()
 
     @classmethod
-    def from_model(cls, model, info: dict, precision: str = "float32") -> "Predictor":
+    def from_model(cls, model, info: dict, precision: str = "auto") -> "Predictor":
         """A Predictor around a model in memory (the training run, before its folder is complete)."""
         predictor = cls.__new__(cls)
         predictor.run_dir, predictor.engine = None, "keras"

@@ -15,6 +15,7 @@ from cxr import __version__
 from cxr.data.dataset import load_part
 from cxr.data.preprocess import Preprocessing
 from cxr.data.split import read_split_csv
+from cxr.models import model_flops
 from cxr.ood import GUARD_FILE
 from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_run, read_json, write_json
 from cxr.train import calibrated_on_validation, summary_text
@@ -66,6 +67,7 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
         "weights_note": "mean of " + ", ".join(f"{r.name} ({i['weights_note'] or 'from scratch'})"
                                               for r, i in zip(run_dirs, infos)),
         "parameters": int(model.count_params()), "trainable_parameters": 0, "cxr_version": __version__,
+        "flops_per_image": model_flops(model),
     }
     val_part, _, _ = load_part(read_split_csv(out / "split.csv").part("val"), Preprocessing.from_dict(info))
     if (run_dirs[0] / GUARD_FILE).exists():  # same preprocessing and split: the same training X-rays

@@ -32,7 +32,7 @@ def evaluate_run(run_dir, data=None, out=None) -> dict:
     report = full_report(part.labels, probs, predictor.threshold, info.get("threshold_rule", THRESHOLD_RULE),
                          groups=_patient_groups(part))
     report["calibration"] = calibration(part.labels, probs)
-    report.update(model=info["model"], data=source, predict_images_per_s=speed,
+    report.update(model=info["model"], data=source, predict_images_per_s=speed, precision=predictor.precision,
                   skipped=[[str(p), why] for p, why in skipped])
     out = Path(out) if out else run_dir / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)

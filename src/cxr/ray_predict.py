@@ -72,7 +72,7 @@ class _Scorer:
 
 
 def ray_batches(run_dir: Path, files: list[Path], preprocessing: Preprocessing, engine: str = "keras",
-                precision: str = "float32", workers: int = 2, address: str | None = None):
+                precision: str = "auto", workers: int = 2, address: str | None = None):
     """(rows, skipped) per batch, in input order, like cxr.predict.predict_batches."""
     import json
 

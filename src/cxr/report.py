@@ -44,13 +44,18 @@ def _cell(metrics: dict, name: str) -> str:
     return f"{metrics[name]:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def _mflops(info: dict) -> str:
+    flops = info.get("flops_per_image")  # runs from before it was recorded lack it
+    return f"{flops / 1e6:,.0f}" if flops else "n/a"
+
+
 def _table(runs: list[dict]) -> str:
-    head = ["run", "model", *COLUMNS, "threshold", "parameters", "train s", "epochs", "predict img/s"]
+    head = ["run", "model", *COLUMNS, "threshold", "parameters", "MFLOP/image", "train s", "epochs", "predict img/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         m, t = r["metrics"], r["training"]
         cells = [r["name"], r["info"]["model"], *(_cell(m, c) for c in COLUMNS), f"{m['threshold']:.3f}",
-                 f"{r['info']['parameters']:,}", f"{t['train_seconds']:.0f}", str(t["epochs_run"]),
+                 f"{r['info']['parameters']:,}", _mflops(r["info"]), f"{t['train_seconds']:.0f}", str(t["epochs_run"]),
                  f"{m['predict_images_per_s']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

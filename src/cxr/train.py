@@ -20,7 +20,7 @@ from cxr.devices import distribution
 from cxr.engines import Predictor
 from cxr.features import cached_features
 from cxr.metrics import THRESHOLD_RULE, calibration, choose_threshold
-from cxr.models import Built, build, copy_in_precision
+from cxr.models import Built, build, copy_in_precision, model_flops
 from cxr.ood import fit_for_run
 from cxr.precision import resolve_precision
 from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_keras_model, read_history, read_json, write_json
@@ -165,6 +165,7 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list | None = None)
         "input": "grayscale uint8 0..255 after the preprocessing above; the model normalises itself",
         "threshold": None, "threshold_rule": THRESHOLD_RULE, "weights_note": built.weights_note,
         "parameters": int(final.count_params()),
+        "flops_per_image": model_flops(final),
         "trainable_parameters": int(sum(np.prod(w.shape) for w in final.trainable_weights)),
         "cxr_version": __version__,
     }

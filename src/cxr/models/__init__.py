@@ -6,11 +6,12 @@ run and loads in Keras safe mode.
 """
 
 import keras
+import numpy as np
 
 from cxr.models import cnn, finetune, transfer  # noqa: F401  (importing registers the builders)
 from cxr.models.registry import BUILDERS, Built
 
-__all__ = ["Built", "build", "copy_in_precision", "names"]
+__all__ = ["Built", "build", "copy_in_precision", "model_flops", "names"]
 
 
 def names() -> list[str]:
@@ -33,3 +34,25 @@ def copy_in_precision(name: str, size: int, model: keras.Model, policy: str) -> 
         keras.mixed_precision.set_global_policy(previous)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def model_flops(model: keras.Model) -> int:
+    """Floating-point operations for one image through the model (a multiply-add counts as two), counting
+    convolutions and dense layers, the layers that carry nearly all of the work."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += model_flops(layer)
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+        elif isinstance(layer, keras.layers.SeparableConv2D):
+            kh, kw, cin, _ = layer.depthwise_kernel.shape
+            positions = int(np.prod(layer.output.shape[1:3]))
+            total += 2 * positions * (kh * kw * cin + cin * layer.filters)
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            total += 2 * int(np.prod(layer.output.shape[1:3])) * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw, cin, mult = layer.kernel.shape
+            total += 2 * int(np.prod(layer.output.shape[1:3])) * kh * kw * cin * mult
+    return int(total)

@@ -19,7 +19,7 @@ class RandomAffine(layers.Layer):
     (see DESIGN: aspect ratio differs by class in the training batch). Inactive outside training.
     """
 
-    def __init__(self, rotation=10.0, shift=0.05, zoom=0.1, aspect=0.25, seed=None, **kwargs):
+    def __init__(self, rotation=10.0, shift=0.05, zoom=0.1, aspect=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.rotation, self.shift, self.zoom, self.aspect, self.seed = rotation, shift, zoom, aspect, seed
         self.seed_generator = keras.random.SeedGenerator(seed)

@@ -43,7 +43,7 @@ def _png_base64(array: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def create_app(run_dir: Path, engine: str = "keras", precision: str = "float32",
+def create_app(run_dir: Path, engine: str = "keras", precision: str = "auto",
                max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
     predictor = Predictor(Path(run_dir), engine=engine, precision=precision)
     model_id = f"{predictor.info['model']}@{Path(run_dir).resolve().name}"
