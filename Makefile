@@ -30,7 +30,7 @@ setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
 # The main job, in about 10 minutes on 2 CPU cores: the seed's three models, the robust model (VGG16
-# fine-tuned end to end) in its fast form (3 epochs, one seed), the stress test of each (on 300 images of
+# fine-tuned end to end) in its fast form (3 epochs, one seed), the stress test of each (on 200 images of
 # each side), the data audit, then the comparison report. The model to serve is chosen on validation only
 # (reports/demo/best_run.txt). `make robust` trains the full robust model (see README).
 ROBUST := --model vgg16_e2e --size 64 --intensity exact --border frame --lr 1e-4 --label-smoothing 0.1 \
@@ -44,8 +44,8 @@ demo: setup
 	$(BIN)/cxr -q train --model cnn_aug --out $(RUNS)/cnn_aug
 	$(BIN)/cxr -q train --model vgg16   --out $(RUNS)/vgg16
 	$(BIN)/cxr -q train $(ROBUST) --epochs 3 --seed 42 --out $(RUNS)/vgg16_e2e
-	$(BIN)/cxr -q stress --images 300 $(addprefix $(RUNS)/,$(SEED_RUNS) vgg16_e2e)
-	$(BIN)/cxr -q audit --out $(REPORT)/audit
+	$(BIN)/cxr -q stress --images 200 $(addprefix $(RUNS)/,$(SEED_RUNS) vgg16_e2e)
+	$(BIN)/cxr -q audit --size 64 --out $(REPORT)/audit
 	$(BIN)/cxr -q compare $(addprefix $(RUNS)/,$(SEED_RUNS) vgg16_e2e) --out $(REPORT)
 
 # The full robust model: VGG16 fine-tuned end to end for 12 epochs at a constant learning rate, two seeds

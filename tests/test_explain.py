@@ -7,8 +7,10 @@ import pytest
 from cxr.explain import HiResCam
 from cxr.models import build
 
-SIZE = 64
-PNEUMONIA_BLOB = (16, 46)  # (row, col): the evidence; NORMAL images have no blob
+# 128 px: the cnn's last convolution sees a 12 x 12 grid there (cells of about 11 px), fine enough to point.
+SIZE = 128
+PNEUMONIA_BLOB = (32, 92)  # (row, col): the evidence; NORMAL images have no blob
+RADIUS = 12
 
 
 def blob_images(n, seed=0):
@@ -17,8 +19,8 @@ def blob_images(n, seed=0):
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
     images = rng.normal(90, 20, (n, SIZE, SIZE))
     for i in np.flatnonzero(labels):
-        r, c = PNEUMONIA_BLOB[0] + rng.integers(-2, 3), PNEUMONIA_BLOB[1] + rng.integers(-2, 3)
-        images[i] += 120 * (((yy - r) ** 2 + (xx - c) ** 2) < 6 ** 2)
+        r, c = PNEUMONIA_BLOB[0] + rng.integers(-4, 5), PNEUMONIA_BLOB[1] + rng.integers(-4, 5)
+        images[i] += 120 * (((yy - r) ** 2 + (xx - c) ** 2) < RADIUS**2)
     return np.clip(images, 0, 255).astype(np.float32)[..., None], labels
 
 
@@ -40,7 +42,7 @@ def test_map_of_a_pneumonia_call_peaks_on_the_blob(saturated_cnn):
     assert not found.blank.any() and np.all(found.explained == 1)
     peaks = [np.unravel_index(np.argmax(h), h.shape) for h in found.heatmaps]
     distances = [np.hypot(r - PNEUMONIA_BLOB[0], c - PNEUMONIA_BLOB[1]) for r, c in peaks]
-    assert np.median(distances) < 10
+    assert np.median(distances) < 20  # the blob is 24 px across, the image 128
 
 
 def test_a_normal_call_gets_a_map_of_the_evidence_for_normal(saturated_cnn):

@@ -115,7 +115,7 @@ def test_a_whole_set_loads_back_from_one_array(tmp_path, monkeypatch):
 
 
 def test_a_large_set_decodes_in_worker_processes_like_a_small_one(tmp_path, monkeypatch):
-    files = [write_image(tmp_path / f"g{i}.png", blob_image(40 + i % 30, 50)) for i in range(60)]
+    files = [write_image(tmp_path / f"g{i}.png", blob_image(40 + i, 50)) for i in range(60)]  # 60 distinct
     bad = tmp_path / "bad.png"
     bad.write_text("garbage")
     files.insert(7, bad)
