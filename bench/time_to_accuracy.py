@@ -111,8 +111,9 @@ def measure(data: Path) -> dict:
         ours = cxr_side(data.resolve(), work)
         folders = split_folders(work / "cxr-run" / "split.csv", work / "split")
         python = ROOT / ".venv-peer" / "bin" / "python"
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TTA_LAUNCHED": str(time.time())}
         done = subprocess.run([str(python), __file__, "--peer", str(folders)], capture_output=True, text=True,
-                              check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TTA_LAUNCHED": str(time.time())})
+                              check=True, env=env)
         theirs = json.loads(done.stdout.strip().splitlines()[-1])
     ratio = theirs["seconds"] / ours["seconds"] if ours["seconds"] and theirs["seconds"] else None
     return {"target_val_auc": TARGET_AUC, "cxr": ours, "peer_bf16": theirs, "ratio": ratio}

@@ -35,8 +35,8 @@ def cmd_train(args) -> None:
             size=args.size, resize=args.resize, intensity=args.intensity, border=args.border,
             epochs=args.epochs, patience=args.patience, seed=args.seed,
             split_seed=args.seed if args.split_seed is None else args.split_seed,
-            batch_size=args.batch_size, learning_rate=args.lr, lr_decay=args.lr_decay, label_smoothing=args.label_smoothing,
-            class_weight=args.class_weight,
+            batch_size=args.batch_size, learning_rate=args.lr, lr_decay=args.lr_decay,
+            label_smoothing=args.label_smoothing, class_weight=args.class_weight,
             precision=args.precision, fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
             weights=args.weights, devices=args.devices,
         )
@@ -153,7 +153,7 @@ def cmd_stress(args) -> None:
     for run in args.runs:  # runs sharing a split and preprocessing reuse the changed images
         predictor = Predictor(run, engine=args.engine, precision=args.precision)
         result = stress_run(run, predictor=predictor, images=args.images)
-        stress_run(run, side="val", predictor=predictor, images=args.images)  # what model selection may look at (cxr compare)
+        stress_run(run, side="val", predictor=predictor, images=args.images)  # what `cxr compare` selects on
         print(f"{run}:")
         print(stress_table(result))
         print(f"worst photometric change of ROC AUC: {result['worst_photometric_auc_change']:+.3f}; "
