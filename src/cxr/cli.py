@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model, choose its threshold on validation, evaluate on test")
-    t.add_argument("--model", default="cnn", help="cnn, cnn_aug, vgg16, vgg19, xception")
+    t.add_argument("--model", default="cnn", help="cnn, cnn_aug, cnn_seed, vgg16, vgg19, xception, vgg16_e2e")
     t.add_argument("--data", type=Path, help="Kaggle-layout folder (default: $CXR_DATA or the shared data)")
     t.add_argument("--out", type=Path, help="new run folder, e.g. runs/cnn")
     t.add_argument("--resume", type=Path, metavar="RUN",
