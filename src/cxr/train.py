@@ -94,7 +94,11 @@ def training_batches(x, y, cfg: TrainConfig, first_epoch: int, epochs: int):
     batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(  # batched per epoch: the last may be short
         lambda epoch: tf.data.Dataset.from_tensor_slices(epoch_order(tf.cast(epoch, tf.int32))).batch(cfg.batch_size))
     gather = lambda idx: (tf.gather(x, idx), tf.gather(y, idx), tf.gather(weights, idx))  # noqa: E731
-    return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    # Fixed parallelism, no autotuning: a gather from memory needs no tuning, and after a few minutes the
+    # autotuner's thread sleeps up to a minute between rounds, which the end of `fit` waited for (30-60 s).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return batches.map(gather, num_parallel_calls=2).prefetch(2).with_options(options)
 
 
 def _unfreeze_last_convs(built: Built, n: int) -> None:
