@@ -85,3 +85,21 @@ def test_stress_of_several_runs_writes_both_sides_for_each(trained_run, tmp_path
     # The same model on the same sampled images: the same figures.
     assert json.loads((twin / "stress.json").read_text())["perturbations"] == \
         json.loads((trained_run / "stress.json").read_text())["perturbations"]
+
+
+@pytest.mark.integration
+def test_runs_sharing_split_and_preprocessing_decode_each_side_once(trained_run, tmp_path, monkeypatch):
+    import cxr.stress as stress
+    from cxr.engines import Predictor
+
+    twin = tmp_path / "twin"
+    shutil.copytree(trained_run, twin)
+    decoded, read = [], stress.read_grayscale
+    monkeypatch.setattr(stress, "read_grayscale", lambda data, size: decoded.append(1) or read(data, size))
+    monkeypatch.setattr(stress, "_LAST_INPUTS", {})
+    sides = {}
+    for run in (trained_run, twin):  # as `cxr stress RUN RUN` does: test, then validation, run after run
+        predictor = Predictor(run, precision="float32")
+        for side in ("test", "val"):
+            sides[side] = stress.stress_run(run, side=side, predictor=predictor, images=8)["images"]
+    assert len(decoded) == sides["test"] + sides["val"]

@@ -133,8 +133,9 @@ def _sample(records: list, limit: int | None) -> list:
 def _perturbed_inputs(split_file: Path, side: str, prep, limit: int | None = None):
     """Every changed version of one side's images after `prep` (inputs by change), with labels and patients.
 
-    Runs that share a split and a preprocessing (the seed's three models do) see the same inputs: the
-    last result is kept, so stress-testing them one after another changes and preprocesses the images once.
+    Runs that share a split and a preprocessing (the seed's three models do) see the same inputs: the last
+    two results (a run's test and validation sides) are kept, so stress-testing such runs one after another
+    changes and preprocesses each side's images once.
     """
     key = (hashlib.sha256(Path(split_file).read_bytes()).hexdigest(), side, prep, limit)
     if key not in _LAST_INPUTS:
@@ -148,7 +149,8 @@ def _perturbed_inputs(split_file: Path, side: str, prep, limit: int | None = Non
             patients.append(record.patient)
         inputs = {name: np.stack([prep.apply(change(im) if change else im) for im in originals])
                   for name, change in [("none", None)] + [(n, c) for n, (_, c) in PERTURBATIONS.items()]}
-        _LAST_INPUTS.clear()  # one entry: the inputs of a side take a few hundred MB
+        if len(_LAST_INPUTS) >= 2:  # the inputs of a side take up to a few hundred MB: keep two
+            del _LAST_INPUTS[next(iter(_LAST_INPUTS))]
         _LAST_INPUTS[key] = inputs, np.array(labels), patients
     return _LAST_INPUTS[key]
 
@@ -171,7 +173,7 @@ def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predict
 
     baseline = scored("none")
     result = {"run": str(run_dir), "side": side, "images": int(len(labels)), "sampled": images is not None,
-              "precision": getattr(predictor, "precision", "float32"), "threshold": predictor.threshold,
+              "precision": predictor.precision, "threshold": predictor.threshold,
               "preprocessing": predictor.preprocessing.to_dict(), "baseline": baseline, "perturbations": {}}
     for name, (kind, _) in PERTURBATIONS.items():
         metrics = scored(name)
