@@ -117,7 +117,8 @@ def _load_each(paths: list[Path], prep: Preprocessing, folder: Path | None, prog
 
         bar = keras.utils.Progbar(len(paths), unit_name="image")
     images, loaded, keys, skipped = [], [], {}, []
-    for i, (path, (image, key, error)) in enumerate(zip(paths, _load_all(paths, prep, folder))):
+    # The loader first: zip then runs it to its end, so its pool shuts down here, not whenever it is collected.
+    for i, ((image, key, error), path) in enumerate(zip(_load_all(paths, prep, folder), paths)):
         if key is not None:
             keys[path] = key
         if error:
