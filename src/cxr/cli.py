@@ -6,7 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-from cxr.commands import (
+# Before anything imports TensorFlow: its C++ start-up lines (oneDNN, CPU features) are noise to a user.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from cxr.commands import (  # noqa: E402
     cmd_audit,
     cmd_compare,
     cmd_ensemble,
@@ -19,9 +22,7 @@ from cxr.commands import (
     cmd_sweep,
     cmd_train,
 )
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
-
+from cxr.errors import CxrError  # noqa: E402
 
 PRECISION = ("Keras engine: auto (default) computes in mixed bfloat16 where the CPU has it natively (3-6x faster, "
              "probabilities within about 1e-3 of float32), else float32; float32 gives the same numbers on every "
@@ -69,6 +70,11 @@ def parser() -> argparse.ArgumentParser:
                    help="transfer models: then unfreeze the last N conv layers and train on at a low rate")
     t.add_argument("--fine-tune-epochs", type=int, default=10, help="epochs of fine-tuning (default 10)")
     t.add_argument("--weights", help="pretrained weights file for the base (needed offline for vgg19)")
+    t.add_argument("--framing", choices=["none", "targeted"], default="none",
+                   help="targeted: random tight crops (more often of NORMAL) and zoom-outs while training, so "
+                   "how tightly an X-ray is framed carries no label")
+    t.add_argument("--no-framed-validation", dest="framed_validation", action="store_false",
+                   help="validate on unchanged images only (default: also on copies cropped 10%% and 20%% a side)")
     t.add_argument("--devices", default="1", metavar="N|all",
                    help="train on N devices with MirroredStrategy: the GPUs, or N logical CPU devices (default 1)")
     t.set_defaults(func=cmd_train)
@@ -126,6 +132,7 @@ def parser() -> argparse.ArgumentParser:
                     help="at most N images of each side, drawn within each class (default: all)")
     st.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto", help=PRECISION)
     st.add_argument("--engine", choices=["keras", "onnx"], default="keras")
+    st.add_argument("--changes", metavar="NAME,...", help="only these changes (default: all; names in stress.json)")
     st.set_defaults(func=cmd_stress)
 
     en = sub.add_parser("ensemble", help="mean probability of several runs (+ test-time augmentation) as a new run")
@@ -151,12 +158,35 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _import_tensorflow_silently() -> None:
+    """TensorFlow writes its start-up notices (oneDNN) from C++ before its log level applies (an open
+    upstream problem: TF_CPP_MIN_LOG_LEVEL does not reach them), so `-q` imports it with stderr closed."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _uses_tensorflow(args) -> bool:
+    """The ONNX engine, the audit and the sweep driver never import TensorFlow in this process."""
+    return args.command not in ("audit", "sweep") and getattr(args, "engine", "keras") == "keras"
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.quiet and _uses_tensorflow(args):
+        _import_tensorflow_silently()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s",
                         stream=sys.stderr)
     try:
         result = args.func(args)
+    except CxrError as exc:  # an expected failure: one line naming the file or setting, not a traceback
+        print(exc, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

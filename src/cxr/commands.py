@@ -4,6 +4,8 @@ import logging
 import sys
 from pathlib import Path
 
+from cxr.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 
@@ -29,7 +31,7 @@ def cmd_train(args) -> None:
         cfg.out = str(args.resume)
     else:
         if not args.out:
-            raise SystemExit("cxr train: give --out runs/NAME (or --resume runs/NAME)")
+            raise UsageError("cxr train: give --out runs/NAME (or --resume runs/NAME)")
         cfg = TrainConfig(
             model=args.model, data=str(args.data or default_data_dir()), out=str(args.out), split=args.split,
             size=args.size, resize=args.resize, intensity=args.intensity, border=args.border,
@@ -38,7 +40,8 @@ def cmd_train(args) -> None:
             batch_size=args.batch_size, learning_rate=args.lr, lr_decay=args.lr_decay,
             label_smoothing=args.label_smoothing, class_weight=args.class_weight,
             precision=args.precision, fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
-            weights=args.weights, devices=args.devices,
+            weights=args.weights, devices=args.devices, framing=args.framing,
+            framed_validation=args.framed_validation,
         )
     run_dir = train(cfg, resume=bool(args.resume))
     report = evaluate_run(run_dir)
@@ -74,9 +77,9 @@ def cmd_predict(args) -> int:
     from cxr.predict import SKIPPED_EXIT_CODE, RowWriter, expand_inputs, open_output, predict_batches
 
     if args.out and args.out.exists() and not args.force:
-        raise SystemExit(f"{args.out} already exists; choose another --out or pass --force")
+        raise UsageError(f"{args.out} already exists; choose another --out or pass --force")
     if args.ray and args.explain:
-        raise SystemExit("--explain runs on the local path only; drop --ray to write explanations")
+        raise UsageError("--explain runs on the local path only; drop --ray to write explanations")
     files, missing = expand_inputs(args.paths)
     for path, reason in missing:
         log.warning("skipped %s: %s", path, reason)
@@ -152,8 +155,9 @@ def cmd_stress(args) -> None:
 
     for run in args.runs:  # runs sharing a split and preprocessing reuse the changed images
         predictor = Predictor(run, engine=args.engine, precision=args.precision)
-        result = stress_run(run, predictor=predictor, images=args.images)
-        stress_run(run, side="val", predictor=predictor, images=args.images)  # what `cxr compare` selects on
+        changes = args.changes.split(",") if args.changes else None
+        result = stress_run(run, predictor=predictor, images=args.images, changes=changes)
+        stress_run(run, side="val", predictor=predictor, images=args.images, changes=changes)  # for `cxr compare`
         print(f"{run}:")
         print(stress_table(result))
         print(f"worst photometric change of ROC AUC: {result['worst_photometric_auc_change']:+.3f}; "
@@ -183,7 +187,7 @@ def cmd_serve(args) -> None:
 
         from cxr.serve.app import create_app
     except ImportError:
-        raise SystemExit("serving needs the serve extra: pip install 'cxr[serve]'") from None
+        raise UsageError("serving needs the serve extra: pip install 'cxr[serve]'") from None
     app = create_app(args.run, engine=args.engine, precision=args.precision, max_upload=args.max_upload_mb * 2**20)
     print(f"serving {args.run} on http://{args.host}:{args.port}  (API docs: /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -33,6 +33,8 @@ class TrainConfig:
     weights: str | None = None  # pretrained weights file (VGG19)
     fractions: tuple = (0.70, 0.15, 0.15)
     devices: str = "1"  # N or "all": MirroredStrategy over GPUs, or over N logical CPU devices
+    framing: str = "none"  # none | targeted: random tight crops (more of NORMAL) and zoom-outs while training
+    framed_validation: bool = True  # validate on the validation split plus copies cropped 10% and 20% a side
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -44,6 +46,7 @@ def config_from_run(run_dir: Path) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     saved.setdefault("lr_decay", 1.0)  # runs from before the schedule trained at a constant rate
     saved.setdefault("split_seed", saved.get("seed", TrainConfig.seed))  # runs from before the two seeds were apart
+    saved.setdefault("framed_validation", False)  # runs from before it validated on unchanged images only
     cfg = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
     cfg.fractions = tuple(cfg.fractions)
     return cfg

@@ -30,6 +30,7 @@ class Predictor:
         elif engine == "onnx":
             self.info, self._run = _onnx_session(self.run_dir)
             self.model, self.precision = None, "float32"
+            self._logits = self.info.get("output") == "logit"  # exports before logits gave probabilities
         else:
             raise RunError(f"unknown engine {engine!r}: use keras or onnx")
         self._finish()
@@ -48,6 +49,7 @@ class Predictor:
         from cxr.precision import resolve_precision
 
         self.model, self.info, self.precision = model, info, resolve_precision(precision)
+        self._logits = False
         if "members" in info:  # an ensemble has no single architecture to rebuild in another precision
             self.precision = "float32"
         fast = model
@@ -68,6 +70,8 @@ class Predictor:
         x = np.asarray(images, dtype=np.float32).reshape(-1, self.size, self.size, 1)
         out = [self._run(x[i: i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)]
         probs = np.concatenate(out) if out else np.zeros(0, np.float32)
+        if self._logits:
+            return (1.0 / (1.0 + np.exp(-probs.astype(np.float64) / self.temperature))).astype(np.float32)
         if self.temperature == 1.0:
             return probs
         return apply_temperature(probs, self.temperature).astype(np.float32)

@@ -9,6 +9,7 @@ from cxr.data.dataset import load_part
 from cxr.data.layout import discover
 from cxr.data.split import read_split_csv
 from cxr.engines import Predictor
+from cxr.errors import DataError
 from cxr.metrics import THRESHOLD_RULE, calibration, classification_report, full_report
 from cxr.run import read_history, write_json
 
@@ -23,7 +24,7 @@ def evaluate_run(run_dir, data=None, out=None) -> dict:
         records, source = discover(Path(data)), str(data)
     part, skipped, _ = load_part(records, predictor.preprocessing, progress=True)
     if len(part.labels) == 0:
-        raise SystemExit(f"no usable images to evaluate in {source}")
+        raise DataError(f"no usable images to evaluate in {source}")
     predictor.predict(part.images[:32])  # warm-up: graph tracing is not inference speed
     started = time.perf_counter()
     probs = predictor.predict(part.images)

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from cxr.errors import UsageError
+
 POLICIES = ("float32", "mixed_bfloat16")
 
 
@@ -18,5 +20,5 @@ def resolve_precision(precision: str) -> str:
     if precision == "auto":
         return "mixed_bfloat16" if cpu_has_bf16() else "float32"
     if precision not in POLICIES:
-        raise SystemExit(f"--precision must be auto, float32 or mixed_bfloat16, not {precision!r}")
+        raise UsageError(f"--precision must be auto, float32 or mixed_bfloat16, not {precision!r}")
     return precision

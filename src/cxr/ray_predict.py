@@ -14,6 +14,7 @@ import numpy as np
 
 from cxr.data.cache import load_images
 from cxr.data.preprocess import Preprocessing
+from cxr.errors import UsageError
 
 log = logging.getLogger(__name__)
 BATCH = 64
@@ -24,7 +25,7 @@ def start_ray(address: str | None = None) -> None:
     try:
         import ray
     except ImportError:
-        raise SystemExit("--ray needs the cluster extra: pip install 'cxr[cluster]'") from None
+        raise UsageError("--ray needs the cluster extra: pip install 'cxr[cluster]'") from None
     if not ray.is_initialized():
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local Ray for one command: no token to manage
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,

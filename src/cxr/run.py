@@ -18,14 +18,11 @@ import json
 from pathlib import Path
 
 from cxr.checked import write_atomically
+from cxr.errors import RunError
 
 MODEL_FILE = "model.keras"
 INFO_FILE = "model.json"  # input size, labels, threshold and its rule, weights note
 ONNX_FILE, ONNX_META = "model.onnx", "model.onnx.json"
-
-
-class RunError(SystemExit):
-    pass
 
 
 def write_json(path: Path, obj) -> None:
@@ -41,15 +38,22 @@ def read_json(path: Path) -> dict:
         raise RunError(f"{path}: not valid JSON ({exc})") from None
 
 
-def load_keras_model(path: Path):
-    """Load a .keras file in safe mode: a file carrying a Lambda layer (arbitrary code) is refused."""
+def load_keras_model(path: Path, compile: bool = False):
+    """Load a .keras file: the one place every model load goes through.
+
+    cxr's own layers are passed in by name, so a model that uses one loads in any process, whatever it
+    imported before. Safe mode stays on: a file carrying a Lambda layer (arbitrary code) is refused.
+    `compile=True` also restores the optimizer (resuming a killed training).
+    """
     import keras
+
+    from cxr.models.layers import CUSTOM_OBJECTS
 
     path = Path(path)
     if not path.exists():
         raise RunError(f"{path}: model file not found (train first: cxr train ... --out {path.parent})")
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        return keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=compile, safe_mode=True)
     except Exception as exc:
         message = str(exc)
         if "unsafe" in message.lower() or "lambda" in message.lower():

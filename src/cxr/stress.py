@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from cxr import figures
+from cxr.data.framing import crop_borders
 from cxr.data.images import read_grayscale
 from cxr.data.pixels import ImageError
 from cxr.data.split import read_split_csv
 from cxr.engines import Predictor
+from cxr.errors import UsageError
 from cxr.metrics import binary_metrics
 from cxr.probe import shortcut_probe
 from cxr.run import write_json
@@ -71,11 +73,7 @@ def _add_border(share):
 
 
 def _crop_border(share):
-    def apply(im):
-        h, w = im.shape
-        dy, dx = int(share * h), int(share * w)
-        return im[dy: h - dy, dx: w - dx]
-    return apply
+    return lambda im: crop_borders(im, share)
 
 
 def _width(scale):
@@ -110,6 +108,7 @@ PERTURBATIONS = {
     "downscale_upscale_x2": ("photometric", _downscale),
     "black_borders_10%": ("geometric", _add_border(0.10)),
     "borders_cropped_10%": ("geometric", _crop_border(0.10)),
+    "borders_cropped_20%": ("geometric", _crop_border(0.20)),
     "width_stretched_25%": ("geometric", _width(1.25)),
     "width_shrunk_25%": ("geometric", _width(0.75)),
     "rotation_5deg": ("geometric", _rotate(5.0)),
@@ -130,14 +129,14 @@ def _sample(records: list, limit: int | None) -> list:
     return chosen
 
 
-def _perturbed_inputs(split_file: Path, side: str, prep, limit: int | None = None):
+def _perturbed_inputs(split_file: Path, side: str, prep, limit: int | None, changes: tuple[str, ...]):
     """Every changed version of one side's images after `prep` (inputs by change), with labels and patients.
 
     Runs that share a split and a preprocessing (the seed's three models do) see the same inputs: the last
     two results (a run's test and validation sides) are kept, so stress-testing such runs one after another
     changes and preprocesses each side's images once.
     """
-    key = (hashlib.sha256(Path(split_file).read_bytes()).hexdigest(), side, prep, limit)
+    key = (hashlib.sha256(Path(split_file).read_bytes()).hexdigest(), side, prep, limit, changes)
     if key not in _LAST_INPUTS:
         originals, labels, patients = [], [], []
         for record in _sample(read_split_csv(split_file).part(side), limit):
@@ -148,7 +147,7 @@ def _perturbed_inputs(split_file: Path, side: str, prep, limit: int | None = Non
             labels.append(record.label)
             patients.append(record.patient)
         inputs = {name: np.stack([prep.apply(change(im) if change else im) for im in originals])
-                  for name, change in [("none", None)] + [(n, c) for n, (_, c) in PERTURBATIONS.items()]}
+                  for name, change in [("none", None)] + [(n, PERTURBATIONS[n][1]) for n in changes]}
         if len(_LAST_INPUTS) >= 2:  # the inputs of a side take up to a few hundred MB: keep two
             del _LAST_INPUTS[next(iter(_LAST_INPUTS))]
         _LAST_INPUTS[key] = inputs, np.array(labels), patients
@@ -159,13 +158,18 @@ _LAST_INPUTS: dict = {}
 
 
 def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predictor: Predictor | None = None,
-               images: int | None = None) -> dict:
-    """Every perturbation on one side of the run's split (or on `images` of its images, drawn within each
-    class). The test side writes RUN/stress.json and a figure; the validation side (RUN/stress_val.json) is
-    what model selection may look at."""
+               images: int | None = None, changes: list[str] | None = None) -> dict:
+    """Every perturbation (or those named in `changes`) on one side of the run's split (or on `images` of its
+    images, drawn within each class). The test side writes RUN/stress.json and a figure; the validation side
+    (RUN/stress_val.json) is what model selection may look at."""
     run_dir = Path(run_dir)
+    unknown = set(changes or ()) - set(PERTURBATIONS)
+    if unknown:
+        raise UsageError(f"unknown stress changes {sorted(unknown)}; known: {', '.join(PERTURBATIONS)}")
+    changes = tuple(changes or PERTURBATIONS)
     predictor = predictor or Predictor(run_dir, engine=engine)
-    inputs, labels, patients = _perturbed_inputs(run_dir / "split.csv", side, predictor.preprocessing, images)
+    inputs, labels, patients = _perturbed_inputs(run_dir / "split.csv", side, predictor.preprocessing, images,
+                                                 changes)
 
     def scored(name) -> dict:
         m = binary_metrics(labels, predictor.predict(inputs[name]), predictor.threshold)
@@ -175,14 +179,13 @@ def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predict
     result = {"run": str(run_dir), "side": side, "images": int(len(labels)), "sampled": images is not None,
               "precision": predictor.precision, "threshold": predictor.threshold,
               "preprocessing": predictor.preprocessing.to_dict(), "baseline": baseline, "perturbations": {}}
-    for name, (kind, _) in PERTURBATIONS.items():
-        metrics = scored(name)
+    for name in changes:
+        kind, metrics = PERTURBATIONS[name][0], scored(name)
         metrics["roc_auc_change"] = metrics["roc_auc"] - baseline["roc_auc"]
         result["perturbations"][name] = {"kind": kind, **metrics}
     result["shortcut_probe_auc"] = shortcut_probe(inputs["none"], labels, patients)
-    worst = min((p for p in result["perturbations"].values() if p["kind"] == "photometric"),
-                key=lambda p: p["roc_auc_change"])
-    result["worst_photometric_auc_change"] = worst["roc_auc_change"]
+    photometric = [p["roc_auc_change"] for p in result["perturbations"].values() if p["kind"] == "photometric"]
+    result["worst_photometric_auc_change"] = min(photometric, default=0.0)
     result["mean_roc_auc"] = float(np.mean([baseline["roc_auc"]] + [
         p["roc_auc"] for p in result["perturbations"].values()]))
     if side == "test":

@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 
 from cxr.config import TrainConfig
+from cxr.errors import UsageError
 from cxr.run import read_history, read_json
 
 log = logging.getLogger(__name__)
@@ -26,14 +27,14 @@ def read_sweep(path: Path) -> tuple[dict, dict, dict]:
     try:
         config = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise SystemExit(f"{path}: cannot read the sweep configuration ({exc})") from None
+        raise UsageError(f"{path}: cannot read the sweep configuration ({exc})") from None
     fields = set(TrainConfig.__dataclass_fields__) - {"out"}
     base, grid = config.get("train", {}), config.get("grid", {})
     unknown = (set(base) | set(grid)) - fields
     if unknown:
-        raise SystemExit(f"{path}: unknown training settings {sorted(unknown)}; known: {sorted(fields)}")
+        raise UsageError(f"{path}: unknown training settings {sorted(unknown)}; known: {sorted(fields)}")
     if not grid or not all(isinstance(v, list) and v for v in grid.values()):
-        raise SystemExit(f"{path}: [grid] needs at least one setting with a list of values")
+        raise UsageError(f"{path}: [grid] needs at least one setting with a list of values")
     settings = {**SETTINGS, **config.get("sweep", {})}
     return base, grid, settings
 

@@ -16,8 +16,10 @@ from cxr import CLASSES, __version__
 from cxr.callbacks import EpochSeeds, EpochTimer, ResumableEarlyStopping, SaveForResume, truncate_history
 from cxr.config import TrainConfig
 from cxr.data.dataset import Prepared, prepare
+from cxr.data.framing import framed_validation, framing_augmentation
 from cxr.devices import distribution
 from cxr.engines import Predictor
+from cxr.errors import UsageError
 from cxr.features import cached_features
 from cxr.metrics import THRESHOLD_RULE, calibration, choose_threshold
 from cxr.models import Built, build, copy_in_precision, model_flops
@@ -27,6 +29,7 @@ from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_keras_model, read_hist
 from cxr.temperature import apply_temperature, fit_temperature
 
 log = logging.getLogger(__name__)
+FRAMED_RULE = ", pooled with its copies cropped 10% and 20% from every side"
 MIN_DELTA = 1e-3  # smallest drop of validation loss that counts as an improvement for early stopping
 
 
@@ -42,7 +45,7 @@ def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, sta
     checkpoints.mkdir(exist_ok=True)
     resuming = state is not None and state["stage"] == stage
     if resuming:
-        model = keras.saving.load_model(checkpoints / "last.keras", safe_mode=True)  # weights + optimizer
+        model = load_keras_model(checkpoints / "last.keras", compile=True)  # weights + optimizer
         truncate_history(run_dir / "history.csv", state["history_rows"])
     else:
         model = target
@@ -50,8 +53,9 @@ def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, sta
     initial_epoch = state["epoch"] + 1 if resuming else 0
     # An epoch counts as better only when validation loss drops by MIN_DELTA: once the decaying learning
     # rate has settled the model, ever smaller gains would otherwise restart the patience count again and again.
+    talk = log.isEnabledFor(logging.INFO)  # `cxr -q`: no per-epoch lines
     early = ResumableEarlyStopping(state if resuming else None, monitor="val_loss", patience=cfg.patience,
-                                   min_delta=MIN_DELTA, restore_best_weights=True, verbose=1)
+                                   min_delta=MIN_DELTA, restore_best_weights=True, verbose=int(talk))
     best_path = checkpoints / f"{stage}_best.keras"
     best = keras.callbacks.ModelCheckpoint(
         best_path, monitor="val_loss", save_best_only=True,
@@ -70,7 +74,8 @@ def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, sta
     if initial_epoch < epochs:
         batches = training_batches(x, y, cfg, initial_epoch, epochs)
         model.fit(batches, validation_data=(xv, yv), epochs=epochs, initial_epoch=initial_epoch,
-                  steps_per_epoch=math.ceil(len(y) / cfg.batch_size), callbacks=callbacks, verbose=2)
+                  steps_per_epoch=math.ceil(len(y) / cfg.batch_size), callbacks=callbacks, verbose=2 if talk else 0,
+                  shuffle=False)  # the batches are shuffled already, as a function of (seed, epoch)
     target.set_weights(load_keras_model(best_path).get_weights())
 
 
@@ -82,7 +87,7 @@ def training_batches(x, y, cfg: TrainConfig, first_epoch: int, epochs: int):
     """
     import tensorflow as tf
 
-    n = len(y)
+    n, framing = len(y), cfg.framing == "targeted"
     weights = np.ones(n, np.float32)
     if cfg.class_weight == "balanced":
         weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=y).astype(np.float32)[y]
@@ -91,9 +96,18 @@ def training_batches(x, y, cfg: TrainConfig, first_epoch: int, epochs: int):
     def epoch_order(epoch):
         return tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([cfg.seed, epoch]))
 
-    batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(  # batched per epoch: the last may be short
-        lambda epoch: tf.data.Dataset.from_tensor_slices(epoch_order(tf.cast(epoch, tf.int32))).batch(cfg.batch_size))
-    gather = lambda idx: (tf.gather(x, idx), tf.gather(y, idx), tf.gather(weights, idx))  # noqa: E731
+    def epoch_batches(epoch):  # batched per epoch: the last may be short
+        epoch = tf.cast(epoch, tf.int32)
+        numbered = tf.data.Dataset.from_tensor_slices(epoch_order(epoch)).batch(cfg.batch_size).enumerate()
+        return numbered.map(lambda i, idx: (epoch * 100_003 + tf.cast(i, tf.int32), idx))
+
+    def gather(batch_id, idx):
+        images, labels = tf.gather(x, idx), tf.gather(y, idx)
+        if framing:  # a draw fixed by (seed, epoch, batch): resuming repeats it exactly
+            images = framing_augmentation(images, labels, tf.stack([cfg.seed, batch_id]))
+        return images, labels, tf.gather(weights, idx)
+
+    batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
     # Fixed parallelism, no autotuning: a gather from memory needs no tuning, and after a few minutes the
     # autotuner's thread sleeps up to a minute between rounds, which the end of `fit` waited for (30-60 s).
     options = tf.data.Options()
@@ -134,10 +148,16 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list | None = None)
     load_seconds = time.perf_counter() - started
     train_part, val_part = data.parts["train"], data.parts["val"]
     log.info("split: %s", data.split.note)
+    unchanged_val = val_part
+    if cfg.framed_validation:  # every choice below (early stopping, temperature, threshold) sees tight framings
+        val_part = framed_validation(val_part, cfg.preprocessing)
 
     with scope:  # several devices: the model's variables are mirrored on each
         built = build(cfg.model, cfg.size, weights=cfg.weights)
         feature_started = time.perf_counter()
+        if cfg.framing != "none" and built.frozen_base:
+            raise UsageError(f"--framing {cfg.framing} changes the images each epoch; {cfg.model} trains on "
+                             "features computed once from a frozen base")
         if built.frozen_base:  # the frozen base gives the same features every epoch: compute them once
             x, xv = (cached_features(built, part.images, cfg) for part in (train_part, val_part))
             first = built.head
@@ -167,14 +187,15 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list | None = None)
         "model": cfg.model, "size": cfg.size, "classes": list(CLASSES),
         "preprocessing": cfg.preprocessing.to_dict(),
         "input": "grayscale uint8 0..255 after the preprocessing above; the model normalises itself",
-        "threshold": None, "threshold_rule": THRESHOLD_RULE, "weights_note": built.weights_note,
+        "threshold": None, "threshold_rule": THRESHOLD_RULE + (FRAMED_RULE if cfg.framed_validation else ""),
+        "weights_note": built.weights_note,
         "parameters": int(final.count_params()),
         "flops_per_image": model_flops(final),
         "trainable_parameters": int(sum(np.prod(w.shape) for w in final.trainable_weights)),
         "cxr_version": __version__,
     }
     info = calibrated_on_validation(final, info, val_part)
-    info["ood"] = fit_for_run(run_dir, train_part.images, val_part.images)
+    info["ood"] = fit_for_run(run_dir, train_part.images, unchanged_val.images)
     write_json(run_dir / INFO_FILE, info)
     history = read_history(run_dir)
     write_json(run_dir / "training.json", {

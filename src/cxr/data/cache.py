@@ -112,7 +112,7 @@ def _load_all(paths: list[Path], prep: Preprocessing, folder: Path | None):
 
 def _load_each(paths: list[Path], prep: Preprocessing, folder: Path | None, progress: bool) -> LoadedImages:
     bar = None
-    if progress and len(paths) > 200:
+    if progress and len(paths) > 200 and log.isEnabledFor(logging.INFO):  # `cxr -q`: no bar
         import keras
 
         bar = keras.utils.Progbar(len(paths), unit_name="image")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxr import CLASSES
+from cxr.errors import DataError
 
 SPLIT_DIRS = ("train", "val", "test")
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".dcm", ".dicom", ".bmp", ".tif", ".tiff", ".gif"}
@@ -46,7 +47,7 @@ def default_data_dir() -> Path:
     shared = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "chest_xray"
     if shared.is_dir():
         return shared.resolve()
-    raise SystemExit(
+    raise DataError(
         "No data folder given. Download the Kaggle data set 'chest-xray-pneumonia' (Kermany et al. 2018), "
         "unzip it, and pass --data path/to/chest_xray (or set CXR_DATA)."
     )
@@ -64,7 +65,7 @@ def discover(root: Path) -> list[Record]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise SystemExit(f"{root}: data folder not found")
+        raise DataError(f"{root}: data folder not found")
     split_dirs = [(name, root / name) for name in SPLIT_DIRS if (root / name).is_dir()]
     if not split_dirs and any((root / c).is_dir() for c in CLASSES):
         split_dirs = [("test", root)]
@@ -74,7 +75,7 @@ def discover(root: Path) -> list[Record]:
             for path in image_files(split_dir / cls) if (split_dir / cls).is_dir() else []:
                 records.append(Record(path, label, patient_id(path.name), split))
     if not records:
-        raise SystemExit(
+        raise DataError(
             f"{root}: no images found; expected {root}/train/NORMAL, {root}/train/PNEUMONIA, ... "
             f"or {root}/NORMAL and {root}/PNEUMONIA"
         )

@@ -2,8 +2,10 @@
 
 import numpy as np
 
+from cxr.errors import DataError
 
-class ImageError(ValueError):
+
+class ImageError(DataError, ValueError):
     """An image that cannot be used, with a readable reason."""
 
 

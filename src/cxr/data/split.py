@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxr.data.layout import Record
+from cxr.errors import DataError
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
-class LeakError(ValueError):
+class LeakError(DataError, ValueError):
     """A patient (or a byte-identical image) sits on two sides of a split."""
 
 

@@ -8,6 +8,7 @@ run and loads in Keras safe mode.
 import keras
 import numpy as np
 
+from cxr.errors import UsageError
 from cxr.models import cnn, finetune, transfer  # noqa: F401  (importing registers the builders)
 from cxr.models.registry import BUILDERS, Built
 
@@ -20,7 +21,7 @@ def names() -> list[str]:
 
 def build(name: str, size: int = 128, **options) -> Built:
     if name not in BUILDERS:
-        raise SystemExit(f"unknown model {name!r}; choose one of: {', '.join(sorted(BUILDERS))}")
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(sorted(BUILDERS))}")
     return BUILDERS[name](size=size, **options)
 
 

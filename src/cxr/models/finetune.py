@@ -11,6 +11,7 @@ import keras
 from keras import layers
 
 from cxr.data.preprocess import frame_px
+from cxr.errors import UsageError
 from cxr.models.pretrained import load_base_weights
 from cxr.models.registry import Built, register
 from cxr.models.transfer import VGG_MEANS
@@ -36,7 +37,7 @@ def robust_augmentation() -> list[keras.layers.Layer]:
 
 def finetuned_vgg16(size: int, weights: str | None = None, pretrained: bool = True) -> Built:
     if size < 32:
-        raise SystemExit(f"vgg16_e2e needs --size of at least 32 (got {size})")
+        raise UsageError(f"vgg16_e2e needs --size of at least 32 (got {size})")
     base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(size, size, 3))
     note = load_base_weights("vgg16", base, weights) if pretrained else "random weights (testing only)"
     image = keras.Input((size, size, 1), name="image")

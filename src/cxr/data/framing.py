@@ -1,0 +1,70 @@
+"""Framing: how tightly an X-ray is cropped around the chest. In the training batch NORMAL X-rays are framed
+wide and PNEUMONIA X-rays tighter, so "large anatomy in the frame" predicts the label there, and a model
+that learns it calls tightly framed NORMAL X-rays from another hospital PNEUMONIA.
+
+Two remedies live here:
+- `framed_validation`: the validation split plus copies cropped 10% and 20% from every side, so the
+  temperature, the threshold and early stopping are chosen on data that shows the shift;
+- `framing_augmentation`: random tight crops (more often of NORMAL than of PNEUMONIA, so that apparent
+  anatomy size carries no label) and zoom-outs of every training batch (targeted augmentation).
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+FRAMED_CROPS = (0.10, 0.20)  # share cut from every side in the framed validation copies
+MAX_CROP = 0.25  # each side of a tight crop loses up to this share, sides independent
+TIGHT_CHANCE = {0: 0.6, 1: 0.3}  # chance of a tight crop by label (NORMAL, PNEUMONIA)
+ZOOM_OUT_CHANCE, MAX_ZOOM_OUT = 0.2, 0.15  # black margin added to each side, as a wider framing
+
+
+def crop_borders(image: np.ndarray, share: float) -> np.ndarray:
+    """The image with `share` of its height and width cut from every side (a tighter framing)."""
+    h, w = image.shape
+    dy, dx = int(share * h), int(share * w)
+    return image[dy: h - dy, dx: w - dx]
+
+
+def framed_validation(part, prep):
+    """`part` (a data.dataset.Part) followed by copies of each image cropped by every FRAMED_CROPS share
+    before `prep`; an image whose file can no longer be read keeps only its unchanged copy."""
+    from cxr.data.dataset import Part
+    from cxr.data.images import read_grayscale
+    from cxr.data.pixels import ImageError
+
+    images, labels, paths, patients = [part.images], [part.labels], list(part.paths), list(part.patients)
+    originals = []
+    for i, path in enumerate(part.paths):
+        try:
+            originals.append((i, read_grayscale(Path(path).read_bytes(), prep.size)))
+        except (OSError, ImageError):
+            continue
+    for share in FRAMED_CROPS:
+        images.append(np.stack([prep.apply(crop_borders(im, share)) for _, im in originals])[..., None])
+        labels.append(part.labels[[i for i, _ in originals]])
+        paths += [part.paths[i] for i, _ in originals]
+        patients += [part.patients[i] for i, _ in originals]
+    return Part(np.concatenate(images), np.concatenate(labels), paths, patients)
+
+
+def framing_augmentation(images, labels, seed):
+    """Random framings of a batch of (b, size, size, 1) images, as one crop-and-resize per image (TensorFlow).
+
+    A tight crop cuts U(0, MAX_CROP) from each side, with a chance that depends on the label; a zoom-out
+    adds U(0, MAX_ZOOM_OUT) of black to each side. `seed` (two integers) fixes the draw: a resumed run
+    sees the same batches.
+    """
+    import tensorflow as tf
+
+    n = tf.shape(images)[0]
+    size = images.shape[1]
+    u = tf.random.stateless_uniform((n, 10), seed)
+    tight_chance = tf.where(tf.equal(labels, 0), TIGHT_CHANCE[0], TIGHT_CHANCE[1])
+    tight = tf.cast(u[:, :1] < tight_chance[:, None], tf.float32) * u[:, 1:5] * MAX_CROP
+    wide = tf.cast(u[:, 5:6] < ZOOM_OUT_CHANCE, tf.float32) * u[:, 6:10] * MAX_ZOOM_OUT
+    margin = tight - wide  # per side: top, bottom, left, right (negative: outside the image)
+    boxes = tf.stack([margin[:, 0], margin[:, 2], 1.0 - margin[:, 1], 1.0 - margin[:, 3]], axis=1)
+    framed = tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(n), (size, size),
+                                      extrapolation_value=0.0)
+    return tf.cast(tf.round(framed), images.dtype)

@@ -1,0 +1,188 @@
+"""What the tests, the benchmarks and the reliability checks share: the shared data, `cxr` run in a
+subprocess as a user runs it, a served run, and the round trip that every model kind must pass.
+
+Nothing here is used by the product itself; it lives in the package so that tests/, bench/ and
+reliability/ import one copy.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def shared_data() -> Path:
+    """The read-only shared data folder: $CXR_SHARED_DATA, else ../shared/data beside the repository."""
+    return Path(os.environ.get("CXR_SHARED_DATA") or ROOT / ".." / "shared" / "data").resolve()
+
+
+CHEST_XRAY = shared_data() / "chest_xray"
+FULLRES = shared_data() / "fullres_sample"
+
+
+def run_cxr(*args, env=None, timeout=1800, quiet=True) -> subprocess.CompletedProcess:
+    """`cxr ARGS` in a new process; output decoded leniently (file names may be any bytes)."""
+    command = [sys.executable, "-m", "cxr.cli", *(["-q"] if quiet else []), *map(str, args)]
+    result = subprocess.run(command, capture_output=True, timeout=timeout, env=env)
+    result.stdout = result.stdout.decode("utf-8", "surrogateescape")
+    result.stderr = result.stderr.decode("utf-8", "surrogateescape")
+    return result
+
+
+def real_subset(root: Path, per_class: int, start: int = 0) -> Path:
+    """A Kaggle-layout folder (train/ only) of links to `per_class` shared training X-rays of each class."""
+    for cls in ("NORMAL", "PNEUMONIA"):
+        files = sorted((CHEST_XRAY / "train" / cls).iterdir())
+        (root / "train" / cls).mkdir(parents=True, exist_ok=True)
+        for f in files[start:: max(1, len(files) // per_class)][:per_class]:
+            (root / "train" / cls / f.name).symlink_to(f)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`cxr serve RUN ARGS` on 127.0.0.1 in its own process, as a user starts it; a context manager."""
+
+    def __init__(self, run: Path, *args, env: dict | None = None, timeout: float = 180):
+        import httpx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cxr.cli", "-q", "serve", str(run), "--port", str(self.port), *map(str, args)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"cxr serve {run} exited: {self.process.stdout.read().decode()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/api/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"cxr serve {run} did not answer within {timeout:.0f} s")
+
+    def predict(self, path: Path) -> dict:
+        import httpx
+
+        with open(path, "rb") as f:
+            response = httpx.post(self.url + "/api/predict", files={"file": (path.name, f)}, timeout=120)
+        response.raise_for_status()
+        return response.json()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> str:
+        self.process.terminate()
+        try:
+            out, _ = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, _ = self.process.communicate()
+        return out.decode("utf-8", "replace")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.stop()
+
+
+# --- the round trip: train a kind, then use it from new processes through every surface ---------------
+
+ENSEMBLE = "ensemble"  # made by `cxr ensemble` from two runs, not by a builder
+PARITY = 1e-4  # float32 Keras, ONNX, Ray and the service must agree this closely
+
+
+def round_trip_kinds() -> list[str]:
+    """Every model kind a user can make: the registry's builders, and the ensemble."""
+    from cxr.models import names
+
+    return names() + [ENSEMBLE]
+
+
+def train_tiny(kind: str, data: Path, out: Path, env=None, seed: int = 3) -> subprocess.CompletedProcess:
+    """One short epoch of `kind` on `data`, at the smallest size the kind accepts."""
+    size = 71 if kind == "xception" else 48
+    args = ["train", "--model", kind, "--data", data, "--out", out, "--epochs", 1, "--size", size,
+            "--split", "pooled", "--seed", seed, "--split-seed", 3]
+    if kind == "vgg19":  # no wheel ships VGG19 weights: a weights file the user gives, as offline users do
+        weights = out.parent / "vgg19_notop.weights.h5"
+        if not weights.exists():
+            script = ("import sys, keras; keras.applications.VGG19(weights=None, include_top=False, "
+                      "input_shape=(48, 48, 3)).save_weights(sys.argv[1])")
+            subprocess.run([sys.executable, "-c", script, str(weights)], check=True, env=env, capture_output=True)
+        args += ["--weights", weights]
+    return run_cxr(*args, env=env)
+
+
+def make_run(kind: str, data: Path, work: Path, env=None) -> Path:
+    """A trained run of `kind` under `work`; an ensemble of a cnn and a cnn_aug run for ENSEMBLE."""
+    run = work / kind
+    if kind == ENSEMBLE:
+        members = [work / "member_cnn", work / "member_cnn_aug"]
+        for member, member_kind in zip(members, ("cnn", "cnn_aug")):
+            _check(train_tiny(member_kind, data, member, env), f"train {member_kind} (ensemble member)")
+        _check(run_cxr("ensemble", *members, "--out", run, env=env), "cxr ensemble")
+    else:
+        _check(train_tiny(kind, data, run, env), f"train {kind}")
+    return run
+
+
+def _check(result: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
+    if result.returncode != 0:
+        raise AssertionError(f"{what} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+def _probabilities(path: Path) -> dict:
+    return {Path(row["path"]).name: row["probability"] for row in json.loads(path.read_text())}
+
+
+def _agree(name: str, got: dict, expected: dict) -> str:
+    if got.keys() != expected.keys():
+        raise AssertionError(f"{name}: predicted {sorted(got)}, expected {sorted(expected)}")
+    worst = max(abs(got[k] - expected[k]) for k in expected)
+    if worst > PARITY:
+        raise AssertionError(f"{name}: probabilities differ from Keras float32 by up to {worst:.2e}")
+    return f"agrees within {worst:.1e}"
+
+
+def use_run(run: Path, files: list[Path], labelled: Path, work: Path, env=None) -> dict:
+    """Every surface on a finished run, each in a new process; {step: what it showed}. Raises on a failure."""
+    work.mkdir(parents=True, exist_ok=True)
+    steps = {}
+    metrics = work / "metrics.json"
+    _check(run_cxr("evaluate", run, "--data", labelled, "--out", metrics, env=env), "cxr evaluate")
+    steps["evaluate"] = f"n={json.loads(metrics.read_text())['n']}"
+    keras_out, onnx_out, ray_out = work / "keras.json", work / "onnx.json", work / "ray.json"
+    _check(run_cxr("predict", run, *files, "--precision", "float32", "--format", "json", "--out", keras_out,
+                   env=env), "cxr predict")
+    expected = _probabilities(keras_out)
+    steps["predict"] = f"{len(expected)} files"
+    _check(run_cxr("export", run, "--force", env=env), "cxr export")
+    _check(run_cxr("predict", run, *files, "--engine", "onnx", "--format", "json", "--out", onnx_out, env=env),
+           "cxr predict --engine onnx")
+    steps["onnx"] = _agree("onnx", _probabilities(onnx_out), expected)
+    _check(run_cxr("stress", run, "--images", 20, "--changes", "borders_cropped_10%", env=env), "cxr stress")
+    stressed = json.loads((run / "stress.json").read_text())
+    steps["stress"] = f"AUC change {stressed['perturbations']['borders_cropped_10%']['roc_auc_change']:+.3f}"
+    _check(run_cxr("predict", run, *files, "--ray", "--workers", 1, "--precision", "float32", "--format", "json",
+                   "--out", ray_out, env=env), "cxr predict --ray")
+    steps["ray"] = _agree("ray", _probabilities(ray_out), expected)
+    with Server(run, "--precision", "float32", env=env) as server:
+        served = {files[0].name: server.predict(files[0])["probability"]}
+    steps["serve"] = _agree("serve", served, {files[0].name: expected[files[0].name]})
+    return steps
