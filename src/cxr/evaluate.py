@@ -14,10 +14,12 @@ from cxr.metrics import THRESHOLD_RULE, calibration, classification_report, full
 from cxr.run import read_history, write_json
 
 
-def evaluate_run(run_dir, data=None, out=None) -> dict:
+def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None) -> dict:
+    """Metrics at the run's validation threshold, or at `threshold` when the caller wants another one."""
     run_dir = Path(run_dir)
-    predictor = Predictor(run_dir)
+    predictor = Predictor(run_dir, threshold=threshold)
     info = predictor.info
+    rule = info.get("threshold_rule", THRESHOLD_RULE) if threshold is None else "given by the user (--threshold)"
     if data is None:
         records, source = read_split_csv(run_dir / "split.csv").part("test"), "the run's test split"
     else:
@@ -30,8 +32,7 @@ def evaluate_run(run_dir, data=None, out=None) -> dict:
     probs = predictor.predict(part.images)
     speed = len(probs) / (time.perf_counter() - started)
 
-    report = full_report(part.labels, probs, predictor.threshold, info.get("threshold_rule", THRESHOLD_RULE),
-                         groups=_patient_groups(part))
+    report = full_report(part.labels, probs, predictor.threshold, rule, groups=_patient_groups(part))
     report["calibration"] = calibration(part.labels, probs)
     report.update(model=info["model"], data=source, predict_images_per_s=speed, precision=predictor.precision,
                   skipped=[[str(p), why] for p, why in skipped])

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from cxr import selection
 from cxr.data.preprocess import Preprocessing
 from cxr.run import read_json
 
@@ -41,7 +42,16 @@ def write_model_card(run_dir: Path) -> Path:
              f"- input: {prep['size']} x {prep['size']} grayscale; resize `{prep['resize']}`, intensity "
              f"`{prep['intensity']}`, border `{prep['border']}` (stored in model.json, applied by every path)",
              f"- decision threshold {info['threshold']:.3f}: {info['threshold_rule']}",
-             f"- temperature {info.get('temperature', 1.0):.3f} (fitted on validation)", "",
+             f"- temperature {info.get('temperature', 1.0):.3f} (fitted on validation)",
+             f"- which run `cxr compare` serves: {selection.RULE}", ""]
+    stress_val = run_dir / "stress_val.json"
+    if stress_val.exists() and selection.has_conditions(read_json(stress_val)):
+        scores = selection.robust_scores(read_json(stress_val))
+        lines += ["## Validation under tighter framing (what the choices above look at)", "",
+                  "| framing | ROC AUC | sensitivity | specificity | balanced accuracy |", "|---|---|---|---|---|",
+                  *(f"| {name} | {s['roc_auc']:.3f} | {s['sensitivity']:.3f} | {s['specificity']:.3f} "
+                    f"| {s['balanced_accuracy']:.3f} |" for name, s in scores["by_condition"].items()), ""]
+    lines += [
              f"## Metrics on {metrics['data']} (n = {metrics['n']}, 95% intervals resampling "
              f"{metrics.get('ci95_resamples', 'images')})", "",
              "| accuracy | sensitivity | specificity | F1 | ROC AUC |", "|---|---|---|---|---|",

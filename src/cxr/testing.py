@@ -34,7 +34,7 @@ def run_cxr(*args, env=None, timeout=1800, quiet=True) -> subprocess.CompletedPr
     return result
 
 
-def real_subset(root: Path, per_class: int, start: int = 0) -> Path:
+def real_subset_of(root: Path, per_class: int, start: int = 0) -> Path:
     """A Kaggle-layout folder (train/ only) of links to `per_class` shared training X-rays of each class."""
     for cls in ("NORMAL", "PNEUMONIA"):
         files = sorted((CHEST_XRAY / "train" / cls).iterdir())

@@ -1,0 +1,33 @@
+"""`make demo` in miniature: the Makefile's own demo steps on a small real subset (one epoch, 48 px), then
+the run it chose is served and answers a prediction. Whatever the demo chooses must be servable."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FULLRES
+from cxr.testing import ROOT, Server
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_miniature_demo_serves_the_run_it_chose(real_subset, tmp_path, monkeypatch):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    monkeypatch.setenv("CXR_DATA", str(real_subset))
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    cxr = f"{sys.executable} -m cxr.cli"
+    result = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "demo-steps", f"CXR={cxr}",
+                             f"RUNS={runs}", f"REPORT={report}", "DEMO_FLAGS=--epochs 1 --size 48"],
+                            capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert "ERROR" not in result.stdout + result.stderr
+    chosen = Path((report / "best_run.txt").read_text().strip())
+    assert chosen.parent == runs and (chosen / "model.keras").is_file()
+    assert (report / "report.html").is_file() and (report / "audit" / "audit.json").is_file()
+    with Server(chosen) as server:
+        answer = server.predict(FULLRES / "NORMAL" / "IM-0217-0001.jpeg")
+    assert 0.0 <= answer["probability"] <= 1.0 and answer["label"] in ("NORMAL", "PNEUMONIA")

@@ -1,0 +1,44 @@
+"""Library code raises exceptions a caller can catch; only the command line turns them into exit codes."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from cxr.errors import CxrError, DataError, RunError, UsageError
+from cxr.testing import run_cxr
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "cxr"
+
+
+def test_a_library_caller_catches_a_bad_call_as_an_ordinary_exception(tmp_path):
+    from cxr.engines import Predictor
+    from cxr.models import build
+
+    caught = []
+    for call in (lambda: Predictor(tmp_path / "no-such-run"), lambda: build("resnet9000"),
+                 lambda: __import__("cxr.data.layout", fromlist=["discover"]).discover(tmp_path)):
+        try:
+            call()
+        except Exception as exc:  # what a notebook, a Ray actor or the service would write
+            caught.append(exc)
+    assert [type(e) for e in caught] == [RunError, UsageError, DataError]
+    assert all(isinstance(e, CxrError) for e in caught)
+    assert "no-such-run" in str(caught[0]) and "cnn_aug" in str(caught[1])
+
+
+def test_the_command_line_prints_one_line_and_exits_1(tmp_path):
+    result = run_cxr("evaluate", tmp_path / "no-such-run")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"{tmp_path / 'no-such-run' / 'model.json'}: not found "
+                                                  "(is this a cxr run folder?)"]
+
+
+@pytest.mark.parametrize("path", sorted(p for p in SRC.rglob("*.py") if p.name != "cli.py"), ids=lambda p: p.name)
+def test_no_module_below_the_command_line_raises_system_exit(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            assert getattr(target, "id", None) != "SystemExit", f"{path.name}:{node.lineno} raises SystemExit"
+        if isinstance(node, ast.ClassDef):
+            assert "SystemExit" not in {getattr(b, "id", None) for b in node.bases}, f"{path.name}: {node.name}"
