@@ -1,5 +1,6 @@
 """`make reliability`: bad inputs, a service soak, kills and resumes, damaged caches, the out-of-distribution
-guard. Writes reports/reliability/results.json, prints a table, exits 1 when any check fails.
+guard, and every model kind through every surface from new processes.
+Writes reports/reliability/results.json, prints a table, exits 1 when any check fails.
 
     .venv/bin/python reliability/run.py [--only bad_inputs,soak,...] [--soak-seconds 60] [--clients 32]
 """
@@ -13,12 +14,13 @@ from pathlib import Path
 
 import bad_inputs
 import faults
+import model_kinds
 import ood_check
 import soak
 from bad_files import write_bad_files
 from common import CHEST_XRAY, ROOT, cxr, env_with, real_subset
 
-CHECKS = ("bad_inputs", "service_soak", "kill_resume", "cache_corruption", "ood")
+CHECKS = ("bad_inputs", "service_soak", "kill_resume", "cache_corruption", "ood", "model_kinds")
 
 
 SUMMARIES = {  # one line of figures per check, for the printed table
@@ -37,6 +39,8 @@ SUMMARIES = {  # one line of figures per check, for the printed table
                       f"{o['robust_64px']['xray_flagged_rate']:.2%}, non-X-rays flagged "
                       f"{o['seed_models_128px']['non_xray_flagged_rate']:.1%} / "
                       f"{o['robust_64px']['non_xray_flagged_rate']:.1%} (seed / robust preprocessing)"),
+    "model_kinds": lambda m: (f"{sum(k['passed'] for k in m['kinds'].values())}/{len(m['kinds'])} kinds "
+                              f"({', '.join(m['kinds_tried'])}) load, predict (Keras, ONNX, Ray), stress and serve"),
 }
 
 
@@ -82,6 +86,7 @@ def main() -> int:
             "cache_corruption": lambda: faults.cache_corruption(run, subset, work / "corruption",
                                                                 cache / "corruption"),
             "ood": ood_check.check,
+            "model_kinds": lambda: model_kinds.check(subset, work / "kinds", env),
         }
         for name in only:
             print(f"running {name} ...", file=sys.stderr, flush=True)

@@ -50,3 +50,11 @@ def test_no_source_file_is_over_the_line_limit():
     lines = {str(p.relative_to(SRC)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     long = {name: n for name, n in lines.items() if n > MAX_LINES}
     assert not long, f"split these files (over {MAX_LINES} lines): {long}"
+
+
+def test_every_model_load_goes_through_the_one_loader():
+    """cxr.run.load_keras_model passes cxr's custom layers in; a load that bypasses it fails in a fresh process
+    for any model that uses one (a cnn_aug run once could not be served for exactly that reason)."""
+    bypass = [str(p.relative_to(SRC)) for p in PACKAGE.rglob("*.py")
+              if "saving.load_model(" in p.read_text() and p.name not in ("run.py", "pretrained.py")]
+    assert not bypass, f"load models with cxr.run.load_keras_model, not keras.saving.load_model: {bypass}"

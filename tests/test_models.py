@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import pytest
 
+from cxr.errors import UsageError
 from cxr.models import build, model_flops, names
 from cxr.models.augment import RandomAffine
-from cxr.errors import UsageError
 from cxr.run import RunError, load_keras_model
 
 

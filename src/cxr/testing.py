@@ -104,6 +104,8 @@ class Server:
 
 ENSEMBLE = "ensemble"  # made by `cxr ensemble` from two runs, not by a builder
 PARITY = 1e-4  # float32 Keras, ONNX, Ray and the service must agree this closely
+FILES = [FULLRES / "NORMAL" / "NORMAL2-IM-1136-0001.jpeg", FULLRES / "NORMAL" / "IM-0217-0001.jpeg",
+         FULLRES / "PNEUMONIA" / "person1110_bacteria_3051.jpeg"]  # full-size originals, both classes
 
 
 def round_trip_kinds() -> list[str]:
@@ -160,7 +162,7 @@ def _agree(name: str, got: dict, expected: dict) -> str:
     return f"agrees within {worst:.1e}"
 
 
-def use_run(run: Path, files: list[Path], labelled: Path, work: Path, env=None) -> dict:
+def use_run(run: Path, work: Path, env=None, files: list[Path] = FILES, labelled: Path = FULLRES) -> dict:
     """Every surface on a finished run, each in a new process; {step: what it showed}. Raises on a failure."""
     work.mkdir(parents=True, exist_ok=True)
     steps = {}

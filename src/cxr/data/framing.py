@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 FRAMED_CROPS = (0.10, 0.20)  # share cut from every side in the framed validation copies
-MAX_CROP = 0.25  # each side of a tight crop loses up to this share, sides independent
+MAX_CROP = 0.25  # a tight crop cuts up to this share from every side, plus or minus JITTER per side
+JITTER = 0.08
 TIGHT_CHANCE = {0: 0.6, 1: 0.3}  # chance of a tight crop by label (NORMAL, PNEUMONIA)
 ZOOM_OUT_CHANCE, MAX_ZOOM_OUT = 0.2, 0.15  # black margin added to each side, as a wider framing
 
@@ -51,17 +52,20 @@ def framed_validation(part, prep):
 def framing_augmentation(images, labels, seed):
     """Random framings of a batch of (b, size, size, 1) images, as one crop-and-resize per image (TensorFlow).
 
-    A tight crop cuts U(0, MAX_CROP) from each side, with a chance that depends on the label; a zoom-out
-    adds U(0, MAX_ZOOM_OUT) of black to each side. `seed` (two integers) fixes the draw: a resumed run
-    sees the same batches.
+    A tight crop, with a chance that depends on the label, cuts t ~ U(0, MAX_CROP) from every side, each
+    side moved by its own U(-JITTER, JITTER): a whole X-ray framed tighter (the shift between hospitals),
+    not only one side (with sides drawn independently, all four sides cut by 20% almost never happens). A
+    zoom-out adds U(0, MAX_ZOOM_OUT) of black to each side. `seed` (two integers) fixes the draw: a
+    resumed run sees the same batches.
     """
     import tensorflow as tf
 
     n = tf.shape(images)[0]
     size = images.shape[1]
-    u = tf.random.stateless_uniform((n, 10), seed)
+    u = tf.random.stateless_uniform((n, 11), seed)
     tight_chance = tf.where(tf.equal(labels, 0), TIGHT_CHANCE[0], TIGHT_CHANCE[1])
-    tight = tf.cast(u[:, :1] < tight_chance[:, None], tf.float32) * u[:, 1:5] * MAX_CROP
+    sides = tf.maximum(0.0, u[:, 10:11] * MAX_CROP + (2.0 * u[:, 1:5] - 1.0) * JITTER)
+    tight = tf.cast(u[:, :1] < tight_chance[:, None], tf.float32) * sides
     wide = tf.cast(u[:, 5:6] < ZOOM_OUT_CHANCE, tf.float32) * u[:, 6:10] * MAX_ZOOM_OUT
     margin = tight - wide  # per side: top, bottom, left, right (negative: outside the image)
     boxes = tf.stack([margin[:, 0], margin[:, 2], 1.0 - margin[:, 1], 1.0 - margin[:, 3]], axis=1)

@@ -80,6 +80,7 @@ def _convert(name: str, base: keras.Model) -> None:
     if name == "vgg16":
         base.set_weights(vgg16_conv_weights_from_onnx(package_file(*VGG16_ONNX)))
     elif name == "xception":
+        # A third-party file with no cxr layers: the one load that need not go through cxr.run.
         packaged = keras.saving.load_model(package_file(*XCEPTION_KERAS), compile=False)
         # Same layer order in both models; copying by name fails on auto-named layers.
         base.set_weights(packaged.get_layer("xception").get_weights())

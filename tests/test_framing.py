@@ -1,0 +1,49 @@
+"""Framing: tight crops as a training augmentation (more of NORMAL), and validation copies framed tighter."""
+
+import numpy as np
+
+from cxr.data.framing import FRAMED_CROPS, crop_borders, framed_validation, framing_augmentation
+from cxr.data.preprocess import Preprocessing
+from conftest import write_image
+
+
+def _blank_share(batch):
+    """Share of black pixels at the image edge: 0 for an unchanged image, > 0 after a zoom-out."""
+    edge = np.concatenate([batch[:, 0, :, 0], batch[:, -1, :, 0], batch[:, :, 0, 0], batch[:, :, -1, 0]], axis=1)
+    return (edge == 0).mean(axis=1)
+
+
+def test_tight_crops_enlarge_the_anatomy_and_come_more_often_for_normal():
+    import tensorflow as tf
+
+    n, size = 400, 32
+    image = np.full((size, size), 200, np.uint8)
+    image[8:24, 8:24] = 50  # a dark square in the middle: a tight crop makes it larger
+    images = tf.constant(np.repeat(image[None, ..., None], n, axis=0))
+    labels = tf.constant(np.repeat([0, 1], n // 2).astype(np.int32))
+    framed = framing_augmentation(images, labels, tf.constant([1, 2])).numpy()
+    assert framed.shape == (n, size, size, 1) and framed.dtype == np.uint8
+    again = framing_augmentation(images, labels, tf.constant([1, 2])).numpy()
+    np.testing.assert_array_equal(framed, again)  # the draw is a function of the seed: resume repeats it
+    dark = (framed[..., 0] < 125).mean(axis=(1, 2))
+    enlarged = dark > (image < 125).mean() + 0.05
+    normal, pneumonia = enlarged[: n // 2].mean(), enlarged[n // 2:].mean()
+    assert 0.3 < normal and pneumonia < normal - 0.15, (normal, pneumonia)
+    assert 0.05 < (_blank_share(framed) > 0.5).mean() < 0.4  # some zoom-outs, for both classes
+
+
+def test_framed_validation_adds_a_tighter_copy_of_every_image(tmp_path):
+    from cxr.data.dataset import Part
+
+    prep = Preprocessing(32)
+    paths = [write_image(tmp_path / f"IM-000{i}-0001.jpeg", size=(80, 60)) for i in range(3)]
+    from cxr.data.images import read_grayscale
+
+    images = np.stack([prep.apply(read_grayscale(p.read_bytes(), 32)) for p in paths])[..., None]
+    part = Part(images, np.array([0, 1, 0]), paths, ["a", "b", "c"])
+    framed = framed_validation(part, prep)
+    assert len(framed.labels) == 3 * (1 + len(FRAMED_CROPS))
+    assert list(framed.labels) == [0, 1, 0] * 3 and framed.patients[3:6] == ["a", "b", "c"]
+    expected = prep.apply(crop_borders(read_grayscale(paths[0].read_bytes(), 32), FRAMED_CROPS[0]))
+    np.testing.assert_array_equal(framed.images[3, ..., 0], expected)
+    assert not np.array_equal(framed.images[0], framed.images[3])
