@@ -47,3 +47,37 @@ def test_framed_validation_adds_a_tighter_copy_of_every_image(tmp_path):
     expected = prep.apply(crop_borders(read_grayscale(paths[0].read_bytes(), 32), FRAMED_CROPS[0]))
     np.testing.assert_array_equal(framed.images[3, ..., 0], expected)
     assert not np.array_equal(framed.images[0], framed.images[3])
+
+
+def test_reframing_a_preprocessed_xray_approaches_preprocessing_the_cropped_original():
+    """The augmentation acts on preprocessed images; with exact equalization and a blank frame it must still
+    give what a tighter original gives: the frame blank, the grey levels inside it equalized again, the
+    anatomy enlarged as in the cropped original."""
+    import cv2
+    import tensorflow as tf
+    from PIL import Image
+
+    from conftest import CHEST_XRAY
+    from cxr.data.framing import reframe
+
+    path = next((CHEST_XRAY / "train" / "NORMAL").glob("IM-*.jpeg"), None)
+    if path is None:
+        import pytest
+
+        pytest.skip("needs a real X-ray")
+    original = np.asarray(Image.open(path).convert("L"))
+    prep, share = Preprocessing(64, "squash", "exact", "frame"), 0.2
+    wide = prep.apply(original)
+    got = reframe(tf.constant(wide[None, ..., None]), tf.constant([[share] * 4]), prep).numpy()[0, ..., 0]
+    plain = reframe(tf.constant(wide[None, ..., None]), tf.constant([[share] * 4]), Preprocessing(64, border="frame"))
+    inside = (slice(6, 58),) * 2
+    assert (got[:6] == 0).all() and (got[:, -6:] == 0).all()  # the blank frame, as the preprocessing leaves it
+    counts = np.bincount(got[inside].ravel(), minlength=256)
+    plain_counts = np.bincount(plain.numpy()[0, ..., 0][inside].ravel(), minlength=256)
+    assert counts.std() < 0.5 * plain_counts.std()  # equalized again: a flat histogram, unlike the crop alone
+
+    def blurred(image):
+        return cv2.GaussianBlur(image.astype(np.float32), (0, 0), 2)[8:56, 8:56]
+
+    wanted = blurred(prep.apply(crop_borders(original, share)))
+    assert np.abs(blurred(got) - wanted).mean() < 0.7 * np.abs(blurred(wide) - wanted).mean()

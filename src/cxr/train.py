@@ -104,7 +104,7 @@ def training_batches(x, y, cfg: TrainConfig, first_epoch: int, epochs: int):
     def gather(batch_id, idx):
         images, labels = tf.gather(x, idx), tf.gather(y, idx)
         if framing:  # a draw fixed by (seed, epoch, batch): resuming repeats it exactly
-            images = framing_augmentation(images, labels, tf.stack([cfg.seed, batch_id]))
+            images = framing_augmentation(images, labels, tf.stack([cfg.seed, batch_id]), cfg.preprocessing)
         return images, labels, tf.gather(weights, idx)
 
     batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)

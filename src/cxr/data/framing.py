@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cxr.data.preprocess import Preprocessing, frame_px
+
+PLAIN = Preprocessing()  # squashed, nothing else: the seed models' input
 FRAMED_CROPS = (0.10, 0.20)  # share cut from every side in the framed validation copies
 MAX_CROP = 0.25  # a tight crop cuts up to this share from every side, plus or minus JITTER per side
 JITTER = 0.08
@@ -49,26 +52,49 @@ def framed_validation(part, prep):
     return Part(np.concatenate(images), np.concatenate(labels), paths, patients)
 
 
-def framing_augmentation(images, labels, seed):
-    """Random framings of a batch of (b, size, size, 1) images, as one crop-and-resize per image (TensorFlow).
+def framing_augmentation(images, labels, seed, prep: Preprocessing = PLAIN):
+    """Random framings of a batch of (b, size, size, 1) images preprocessed by `prep` (TensorFlow).
 
     A tight crop, with a chance that depends on the label, cuts t ~ U(0, MAX_CROP) from every side, each
     side moved by its own U(-JITTER, JITTER): a whole X-ray framed tighter (the shift between hospitals),
     not only one side (with sides drawn independently, all four sides cut by 20% almost never happens). A
-    zoom-out adds U(0, MAX_ZOOM_OUT) of black to each side. `seed` (two integers) fixes the draw: a
+    zoom-out adds U(0, MAX_ZOOM_OUT) of black to each side, only where the preprocessing keeps black
+    margins (border handling would cut them off an original). `seed` (two integers) fixes the draw: a
     resumed run sees the same batches.
     """
     import tensorflow as tf
 
     n = tf.shape(images)[0]
-    size = images.shape[1]
     u = tf.random.stateless_uniform((n, 11), seed)
     tight_chance = tf.where(tf.equal(labels, 0), TIGHT_CHANCE[0], TIGHT_CHANCE[1])
     sides = tf.maximum(0.0, u[:, 10:11] * MAX_CROP + (2.0 * u[:, 1:5] - 1.0) * JITTER)
-    tight = tf.cast(u[:, :1] < tight_chance[:, None], tf.float32) * sides
-    wide = tf.cast(u[:, 5:6] < ZOOM_OUT_CHANCE, tf.float32) * u[:, 6:10] * MAX_ZOOM_OUT
-    margin = tight - wide  # per side: top, bottom, left, right (negative: outside the image)
-    boxes = tf.stack([margin[:, 0], margin[:, 2], 1.0 - margin[:, 1], 1.0 - margin[:, 3]], axis=1)
-    framed = tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(n), (size, size),
+    margins = tf.cast(u[:, :1] < tight_chance[:, None], tf.float32) * sides
+    if prep.border == "none":
+        margins -= tf.cast(u[:, 5:6] < ZOOM_OUT_CHANCE, tf.float32) * u[:, 6:10] * MAX_ZOOM_OUT
+    return reframe(images, margins, prep)
+
+
+def reframe(images, margins, prep: Preprocessing = PLAIN):
+    """The images as `prep` would have made them from originals with `margins` (n, 4: top, bottom, left,
+    right shares; negative: black added) cut from each side.
+
+    The crop acts on what the preprocessing shows inside its blank frame, and is followed by the same
+    intensity step: exact equalization keeps the order of grey levels, so ranking the cropped pixels again
+    gives what equalizing the cropped original gives (up to resampling). Without that step the crop would
+    keep the grey levels of the wide framing, and a model would still meet a different image at test time.
+    """
+    import tensorflow as tf
+
+    size = images.shape[1]
+    k = frame_px(size) if prep.border == "frame" else 0
+    inner = size - 2 * k
+    content = tf.cast(images[:, k: size - k, k: size - k], tf.float32)
+    boxes = tf.stack([margins[:, 0], margins[:, 2], 1.0 - margins[:, 1], 1.0 - margins[:, 3]], axis=1)
+    framed = tf.image.crop_and_resize(content, boxes, tf.range(tf.shape(images)[0]), (inner, inner),
                                       extrapolation_value=0.0)
-    return tf.cast(tf.round(framed), images.dtype)
+    if prep.intensity in ("exact", "equalize"):  # both spread the grey levels by rank; CLAHE is local: kept
+        flat = tf.reshape(framed, (-1, inner * inner))
+        ranks = tf.argsort(tf.argsort(flat, axis=1, stable=True), axis=1, stable=True)
+        framed = tf.reshape(tf.cast(ranks * 256 // (inner * inner), tf.float32), tf.shape(framed))
+    framed = tf.pad(framed, [[0, 0], [k, k], [k, k], [0, 0]])
+    return tf.cast(tf.clip_by_value(tf.round(framed), 0, 255), images.dtype)
