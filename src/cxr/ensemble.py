@@ -12,7 +12,9 @@ import keras
 from keras import layers
 
 from cxr import __version__
+from cxr.config import config_from_run
 from cxr.data.dataset import load_part
+from cxr.data.framing import framed_validation
 from cxr.data.preprocess import Preprocessing
 from cxr.data.split import read_split_csv
 from cxr.models import model_flops
@@ -69,7 +71,10 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
         "parameters": int(model.count_params()), "trainable_parameters": 0, "cxr_version": __version__,
         "flops_per_image": model_flops(model),
     }
-    val_part, _, _ = load_part(read_split_csv(out / "split.csv").part("val"), Preprocessing.from_dict(info))
+    prep = Preprocessing.from_dict(info)
+    val_part, _, _ = load_part(read_split_csv(out / "split.csv").part("val"), prep)
+    if config_from_run(run_dirs[0]).framed_validation:  # chosen on what the members were chosen on
+        val_part = framed_validation(val_part, prep)
     if (run_dirs[0] / GUARD_FILE).exists():  # same preprocessing and split: the same training X-rays
         shutil.copy(run_dirs[0] / GUARD_FILE, out / GUARD_FILE)
         info["ood"] = infos[0]["ood"]
