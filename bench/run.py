@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cxr.precision import cpu_facts
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / ".." / "shared" / "bench" / "peer_keras.py"
@@ -213,7 +215,7 @@ def main():
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     train_dir = (args.data / "train").resolve()
-    results = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    results = {"machine": {"cpu": platform.processor() or platform.machine(), **cpu_facts(),
                            "python": platform.python_version()}, "repeats": args.repeats}
     if "demo" not in skip:
         print("make demo ...", flush=True)

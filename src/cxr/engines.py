@@ -50,16 +50,17 @@ class Predictor:
 
     def _use_keras(self, model, info: dict, precision: str) -> None:
         from cxr.models import copy_in_precision
+        from cxr.models.inference import inference_model, outputs_logits
         from cxr.precision import resolve_precision
 
         self.model, self.info, self.precision = model, info, resolve_precision(precision)
-        self._logits = False
+        self._logits, size = outputs_logits(info), int(info["size"])
         if "members" in info:  # an ensemble has no single architecture to rebuild in another precision
             self.precision = "float32"
         fast = model
         if self.precision == "mixed_bfloat16":  # 3x faster on bfloat16 CPUs; probabilities move ~1e-3
-            fast = copy_in_precision(info["model"], int(info["size"]), model, "mixed_bfloat16")
-        self._run = _compiled(fast, int(info["size"]))
+            fast = copy_in_precision(info["model"], size, model, "mixed_bfloat16")
+        self._run = _compiled(inference_model(fast, size, self._logits), size)
 
     def _finish(self) -> None:
         self.preprocessing = Preprocessing.from_dict(self.info)
