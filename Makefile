@@ -88,7 +88,7 @@ bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 serve: setup
-	$(BIN)/cxr serve $$(cat $(REPORT)/best_run.txt)
+	$(BIN)/cxr -q serve $$(cat $(REPORT)/best_run.txt)
 
 clean:
 	rm -rf $(VENV) runs reports .pytest_cache
