@@ -2,9 +2,9 @@
 
 import numpy as np
 
+from conftest import write_image
 from cxr.data.framing import FRAMED_CROPS, crop_borders, framed_validation, framing_augmentation
 from cxr.data.preprocess import Preprocessing
-from conftest import write_image
 
 
 def _blank_share(batch):
