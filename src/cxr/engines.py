@@ -17,7 +17,7 @@ from cxr.data.preprocess import Preprocessing
 from cxr.errors import UsageError
 from cxr.ood import load_for_run
 from cxr.run import ONNX_FILE, ONNX_META, RunError, load_run
-from cxr.temperature import apply_temperature
+from cxr.temperature import apply_temperature, calibrated
 
 
 class Predictor:
@@ -76,7 +76,7 @@ class Predictor:
         out = [self._run(x[i: i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)]
         probs = np.concatenate(out) if out else np.zeros(0, np.float32)
         if self._logits:
-            return (1.0 / (1.0 + np.exp(-probs.astype(np.float64) / self.temperature))).astype(np.float32)
+            return calibrated(probs, self.temperature).astype(np.float32)
         if self.temperature == 1.0:
             return probs
         return apply_temperature(probs, self.temperature).astype(np.float32)

@@ -86,7 +86,7 @@ def _validation_stress(run_dir: Path) -> dict:
         result = read_json(saved)
         if selection.has_conditions(result):
             return result
-    return stress_run(run_dir, side="val", changes=list(PERTURBATIONS))
+    return stress_run(run_dir, side="val")
 
 
 def _stress_summary(runs) -> str:

@@ -9,7 +9,12 @@ def logits(probs) -> np.ndarray:
 
 
 def apply_temperature(probs, temperature: float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits(probs) / temperature))
+    return calibrated(logits(probs), temperature)
+
+
+def calibrated(logit, temperature: float) -> np.ndarray:
+    """sigmoid(logit / temperature) in float64: the calibrated probability."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logit, dtype=np.float64) / temperature))
 
 
 def fit_temperature(labels, probs) -> float:

@@ -44,11 +44,12 @@ def framed_validation(part, prep):
             originals.append((i, read_grayscale(Path(path).read_bytes(), prep.size)))
         except (OSError, ImageError):
             continue
+    kept = [i for i, _ in originals]
     for share in FRAMED_CROPS:
         images.append(np.stack([prep.apply(crop_borders(im, share)) for _, im in originals])[..., None])
-        labels.append(part.labels[[i for i, _ in originals]])
-        paths += [part.paths[i] for i, _ in originals]
-        patients += [part.patients[i] for i, _ in originals]
+        labels.append(part.labels[kept])
+        paths += [part.paths[i] for i in kept]
+        patients += [part.patients[i] for i in kept]
     return Part(np.concatenate(images), np.concatenate(labels), paths, patients)
 
 
