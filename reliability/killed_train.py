@@ -60,12 +60,12 @@ def patch(point: str) -> None:
     elif point == "features":
         original_write = cxr.checked.write_atomically
 
-        def write_atomically(path, data):
+        def write_atomically(path, *chunks):
             if "features" in str(path):
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
                 path.parent.mkdir(parents=True, exist_ok=True)
-                _half_written(tmp, lambda: tmp.write_bytes(data))
-            return original_write(path, data)
+                _half_written(tmp, lambda: tmp.write_bytes(b"".join(chunks)))
+            return original_write(path, *chunks)
 
         cxr.checked.write_atomically = write_atomically
     else:

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from conftest import write_image
-from cxr.data.cache import load_images
+from cxr.data.cache import load_images, wait_for_writes
 from cxr.data.images import MAX_PIXELS, ImageError, decode, read_grayscale
 from cxr.data.preprocess import Preprocessing
 
@@ -93,25 +93,36 @@ def test_cache_decodes_once_and_skips_bad_files(tmp_path, monkeypatch):
     np.testing.assert_array_equal(second.images, first.images)
 
 
-def test_cache_key_follows_content_not_name(tmp_path):
+def _count_decodes(monkeypatch) -> list:
+    from cxr.data import cache
+
+    decoded, real = [], cache.decode
+    monkeypatch.setattr("cxr.data.cache.decode", lambda data, prep: decoded.append(data) or real(data, prep))
+    return decoded
+
+
+def test_cache_key_follows_content_not_name(tmp_path, monkeypatch):
     a = write_image(tmp_path / "a.png", blob_image())
     b = tmp_path / "b.png"
     b.write_bytes(a.read_bytes())
-    loaded = load_images([a, b], Preprocessing(32), cache_dir=tmp_path / "cache")
-    assert loaded.keys[a] == loaded.keys[b]
-    assert len([p for p in (tmp_path / "cache").rglob("*.cxa") if p.parent.name != "sets"]) == 1
+    loaded = load_images([a], Preprocessing(32), cache_dir=tmp_path / "cache")
+    decoded = _count_decodes(monkeypatch)
+    again = load_images([b], Preprocessing(32), cache_dir=tmp_path / "cache")
+    assert again.keys[b] == loaded.keys[a] and decoded == []  # another name, the same content: not decoded
+    np.testing.assert_array_equal(again.images, loaded.images)
 
 
-def test_a_whole_set_loads_back_from_one_array(tmp_path, monkeypatch):
+def test_a_load_of_other_files_decodes_only_the_new_ones(tmp_path, monkeypatch):
     good = [write_image(tmp_path / f"g{i}.png", blob_image(60 + i, 50)) for i in range(4)]
-    first = load_images(good, Preprocessing(32), cache_dir=tmp_path / "cache")
-    for entry in (tmp_path / "cache").rglob("*.cxa"):
-        if entry.parent.name != "sets":
-            entry.unlink()  # only the whole-set array is left
-    monkeypatch.setattr("cxr.data.cache.decode", lambda *_: (_ for _ in ()).throw(AssertionError("decoded")))
-    second = load_images(good, Preprocessing(32), cache_dir=tmp_path / "cache")
-    np.testing.assert_array_equal(second.images, first.images)
-    assert second.paths == good and set(second.keys) == set(good)
+    first = load_images(good[:3], Preprocessing(32), cache_dir=tmp_path / "cache")
+    wait_for_writes()
+    assert len(list((tmp_path / "cache").rglob("*.cxa"))) == 2  # the whole set as one array, and its keys
+    decoded = _count_decodes(monkeypatch)
+    second = load_images(good[::-1], Preprocessing(32), cache_dir=tmp_path / "cache")
+    assert decoded == [good[3].read_bytes()]
+    np.testing.assert_array_equal(second.images[1:], first.images[::-1])
+    assert second.paths == good[::-1] and set(second.keys) == set(good)
+    assert not second.images.flags.writeable  # shared with the cache writer: a caller changes a copy
 
 
 def test_a_large_set_decodes_in_worker_processes_like_a_small_one(tmp_path, monkeypatch):
@@ -125,8 +136,8 @@ def test_a_large_set_decodes_in_worker_processes_like_a_small_one(tmp_path, monk
     np.testing.assert_array_equal(in_processes.images, in_threads.images)
     assert in_processes.paths == in_threads.paths and in_processes.keys == in_threads.keys
     assert in_processes.skipped == in_threads.skipped and in_processes.skipped[0][0] == bad
-    entries = [p for p in (tmp_path / "processes").rglob("*.cxa") if p.parent.name != "sets"]
-    assert len(entries) == 60  # the workers wrote the cache entries
+    wait_for_writes()
+    assert len(list((tmp_path / "processes").rglob("*.cxa"))) == 2  # one set of 60 images and its keys
 
 
 def test_colour_jpegs_decode_to_the_same_grey_as_a_conversion(tmp_path):

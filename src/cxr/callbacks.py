@@ -6,6 +6,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cxr.checked import written_aside
 from cxr.run import write_json
 
 
@@ -56,9 +57,8 @@ class SaveForResume(keras.callbacks.Callback):
         self.folder, self.early_stopping, self.checkpoint, self.stage = folder, early_stopping, checkpoint, stage
 
     def on_epoch_end(self, epoch, logs=None):
-        tmp = self.folder / "last.tmp.keras"
-        self.model.save(tmp)
-        tmp.replace(self.folder / "last.keras")
+        with written_aside(self.folder / "last.keras") as tmp:
+            self.model.save(tmp)
         es = self.early_stopping
         with open(self.folder.parent / "history.csv") as f:
             history_rows = sum(1 for _ in f) - 1

@@ -1,13 +1,12 @@
 """Export a run's model to ONNX, with a metadata file that lets other programs use it correctly."""
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
 from cxr import __version__
-from cxr.checked import file_sha256
+from cxr.checked import file_sha256, written_aside
 from cxr.models.inference import inference_model, outputs_logits
 from cxr.run import ONNX_FILE, ONNX_META, RunError, load_run, write_json
 
@@ -28,12 +27,11 @@ def export_onnx(run_dir: Path, force: bool = False) -> Path:
     size = int(info["size"])
     logits = outputs_logits(info)
     inference = inference_model(model, size, logits)
-    tmp = run_dir / f".{ONNX_FILE}.{os.getpid()}.tmp"
     try:
-        inference.export(str(tmp), format="onnx", verbose=False)
+        with written_aside(out) as tmp:
+            inference.export(str(tmp), format="onnx", verbose=False)
     except ImportError as exc:
         raise RunError(f"ONNX export needs tf2onnx and onnx: pip install 'cxr[onnx]' ({exc})") from None
-    os.replace(tmp, out)
     write_json(run_dir / ONNX_META, {
         "format": "onnx",
         "input": {"name": "image", "shape": ["n", size, size, 1], "dtype": "float32"},

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cxr.checked import written_aside
+
 GUARD_FILE = "ood.npz"
 CUTOFF_QUANTILE = 0.999
 RULE = f"Mahalanobis distance above the {CUTOFF_QUANTILE * 100:g}th percentile of the validation split"
@@ -76,7 +78,8 @@ class Guard:
         return cls({**params, "cutoff": cutoff})
 
     def save(self, path: Path) -> None:
-        np.savez(path, **self.params)
+        with written_aside(path) as tmp:
+            np.savez(tmp, **self.params)
 
     @classmethod
     def load(cls, path: Path) -> "Guard":

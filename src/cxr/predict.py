@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxr.checked import written_aside
 from cxr.data.images import decode
 from cxr.data.layout import image_files
 from cxr.engines import Predictor
@@ -103,13 +104,8 @@ def open_output(out: Path | None):
         yield sys.stdout.buffer
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as stream:
-            yield stream
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with written_aside(out) as tmp, open(tmp, "wb") as stream:
+        yield stream
 
 
 class RowWriter:

@@ -1,8 +1,14 @@
-"""Decode each image once: uint8 arrays cached on disk, keyed by file content and preprocessing."""
+"""Decode each image once: uint8 arrays cached on disk, keyed by file content and preprocessing.
+
+A load stores what it decoded as one array (a "set", with the content key of each row beside it): one
+write and one checksum for thousands of small images, and one read when the same files are loaded again.
+A load of other files takes the rows it needs from the stored sets and decodes only the rest.
+"""
 
 import hashlib
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -18,6 +24,8 @@ from cxr.data.preprocess import Preprocessing
 log = logging.getLogger(__name__)
 PROCESS_POOL_MIN_FILES = 500
 SUFFIX = ".cxa"  # an array with its checksum (cxr.checked), never read as a plain .npy
+KEYS_SUFFIX = ".keys" + SUFFIX  # beside each set: the content key of each of its rows
+_writers: list[threading.Thread] = []
 
 
 def cache_root() -> Path:
@@ -36,27 +44,16 @@ class LoadedImages:
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (path, reason)
 
 
-def _load_one(path: Path, prep: Preprocessing, folder: Path | None):
+def _load_one(path: Path, prep: Preprocessing):
     try:
         data = path.read_bytes()
     except OSError as exc:
         return None, None, f"cannot read file: {exc.strerror or exc}"
     key = content_key(data)
-    if folder is None:  # one-off predictions: decode, do not cache
-        try:
-            return decode(data, prep), key, None
-        except ImageError as exc:
-            return None, key, str(exc)
-    cached = folder / key[:2] / f"{key}{SUFFIX}"
-    image = load_array(cached)
-    if image is not None:
-        return image, key, None
     try:
-        image = decode(data, prep)
+        return decode(data, prep), key, None
     except ImageError as exc:
         return None, key, str(exc)
-    save_array(cached, image)
-    return image, key, None
 
 
 def _file_key(path: Path) -> str | None:
@@ -66,8 +63,49 @@ def _file_key(path: Path) -> str | None:
         return None
 
 
-def _set_path(folder: Path, keys: list[str]) -> Path:
+def _set_path(folder: Path, keys) -> Path:
     return folder / "sets" / f"{hashlib.sha256(chr(10).join(keys).encode()).hexdigest()[:32]}{SUFFIX}"
+
+
+def _keys_path(set_path: Path) -> Path:
+    return set_path.with_name(set_path.name.removesuffix(SUFFIX) + KEYS_SUFFIX)
+
+
+def _stored_rows(folder: Path, wanted: set[str]) -> dict[str, np.ndarray]:
+    """Images of the `wanted` content keys found in the stored sets, newest set first."""
+    found = {}
+    sets = sorted((folder / "sets").glob(f"*{KEYS_SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for keys_file in sets:
+        if wanted <= found.keys():
+            break
+        keys = load_array(keys_file)
+        if keys is None or not (wanted - found.keys()) & set(keys.tolist()):
+            continue
+        images = load_array(keys_file.with_name(keys_file.name.removesuffix(KEYS_SUFFIX) + SUFFIX))
+        if images is None or len(images) != len(keys):
+            continue
+        found.update((k, images[i]) for i, k in enumerate(keys.tolist()) if k in wanted and k not in found)
+    return found
+
+
+def _save_set(folder: Path, images: np.ndarray, keys: list[str]) -> None:
+    path = _set_path(folder, keys)
+    if not path.exists():
+        save_array(path, images)
+        save_array(_keys_path(path), np.array(keys))  # written last: a set without its keys is never used
+
+
+def _save_in_background(folder: Path, images: np.ndarray, keys: list[str]) -> None:
+    """Off the caller's path: the images are in memory already. The interpreter waits for the write at
+    exit, and the next load waits for it first (it may read the set)."""
+    writer = threading.Thread(target=_save_set, args=(folder, images, keys), name="cxr-cache-writer")
+    _writers.append(writer)
+    writer.start()
+
+
+def wait_for_writes() -> None:
+    while _writers:
+        _writers.pop().join()
 
 
 def load_images(
@@ -75,42 +113,58 @@ def load_images(
 ) -> LoadedImages:
     """Load many files through the cache; bad files are reported (one line each) and skipped.
 
-    Besides one entry per image, a set that loaded whole is also stored as one array: thousands of
-    small file reads cost more than decoding a small JPEG, so a warm load of a whole set is one read.
+    The images come back read-only (the cache may still be writing them): a caller changes a copy.
     """
-    folder = (cache_dir or cache_root()) / "images" / prep.key if use_cache else None
     paths = [Path(p) for p in paths]
-    if folder is not None and paths:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            file_keys = list(pool.map(_file_key, paths))
-        whole_set = _set_path(folder, file_keys) if None not in file_keys else None
-        images = load_array(whole_set) if whole_set is not None else None
-        if images is not None:
-            return LoadedImages(images, paths, dict(zip(paths, file_keys)))
-        loaded = _load_each(paths, prep, folder, progress)
-        if whole_set is not None and not loaded.skipped:
-            save_array(whole_set, loaded.images)
-        return loaded
-    return _load_each(paths, prep, folder, progress)
+    if not use_cache or not paths:
+        return _stacked(_load_each(paths, prep, progress), prep)
+    wait_for_writes()
+    folder = (cache_dir or cache_root()) / "images" / prep.key
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        file_keys = list(pool.map(_file_key, paths))
+    readable = [k for k in file_keys if k is not None]
+    if len(readable) == len(paths) and (images := load_array(_set_path(folder, readable))) is not None:
+        images.flags.writeable = False
+        return LoadedImages(images, paths, dict(zip(paths, file_keys)))
+    stored = _stored_rows(folder, set(readable))
+    fresh = _load_each([p for p, k in zip(paths, file_keys) if k not in stored], prep, progress)
+    decoded = dict(zip(fresh.paths, fresh.images))
+    loaded = [p for p, k in zip(paths, file_keys) if k in stored or p in decoded]
+    keys = {p: k for p, k in zip(paths, file_keys) if k is not None} | fresh.keys
+    result = _stacked(LoadedImages([stored.get(keys[p], decoded.get(p)) for p in loaded], loaded, keys,
+                                   fresh.skipped), prep)
+    if loaded:
+        result.images.flags.writeable = False
+        _save_in_background(folder, result.images, [keys[p] for p in loaded])
+    return result
 
 
-def _load_all(paths: list[Path], prep: Preprocessing, folder: Path | None):
-    """(image, key, error) of each file in order: in worker processes for a large set, so decoding and
-    cache writing use every core (much of that work holds Python's GIL, so threads would only overlap the
-    file reads); in threads for a few files, where starting processes would cost more than it saves."""
+def _stacked(loaded: LoadedImages, prep: Preprocessing) -> LoadedImages:
+    """`loaded` with its list of images as one array (allocated once: first touches of fresh memory cost)."""
+    stacked = np.empty((len(loaded.images), prep.size, prep.size), np.uint8)
+    for i, image in enumerate(loaded.images):
+        stacked[i] = image
+    loaded.images = stacked
+    return loaded
+
+
+def _load_all(paths: list[Path], prep: Preprocessing):
+    """(image, key, error) of each file in order: in worker processes for a large set, so decoding uses
+    every core (much of that work holds Python's GIL, so threads would only overlap the file reads); in
+    threads for a few files, where starting processes would cost more than it saves."""
     if len(paths) >= PROCESS_POOL_MIN_FILES and (os.cpu_count() or 1) > 1:
         from joblib import Parallel, delayed
 
         # joblib's loky workers are fresh interpreters (forking a process that has started TensorFlow's
         # threads is unsafe) that do not re-run the caller's script, and later loads reuse them.
         yield from Parallel(n_jobs=-1, batch_size=64, return_as="generator")(
-            delayed(_load_one)(path, prep, folder) for path in paths)
+            delayed(_load_one)(path, prep) for path in paths)
     else:
         with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-            yield from pool.map(_load_one, paths, repeat(prep), repeat(folder))
+            yield from pool.map(_load_one, paths, repeat(prep))
 
 
-def _load_each(paths: list[Path], prep: Preprocessing, folder: Path | None, progress: bool) -> LoadedImages:
+def _load_each(paths: list[Path], prep: Preprocessing, progress: bool) -> LoadedImages:
     bar = None
     if progress and len(paths) > 200 and log.isEnabledFor(logging.INFO):  # `cxr -q`: no bar
         import keras
@@ -118,7 +172,7 @@ def _load_each(paths: list[Path], prep: Preprocessing, folder: Path | None, prog
         bar = keras.utils.Progbar(len(paths), unit_name="image")
     images, loaded, keys, skipped = [], [], {}, []
     # The loader first: zip then runs it to its end, so its pool shuts down here, not whenever it is collected.
-    for i, ((image, key, error), path) in enumerate(zip(_load_all(paths, prep, folder), paths)):
+    for i, ((image, key, error), path) in enumerate(zip(_load_all(paths, prep), paths)):
         if key is not None:
             keys[path] = key
         if error:
@@ -131,5 +185,4 @@ def _load_each(paths: list[Path], prep: Preprocessing, folder: Path | None, prog
             bar.update(i + 1)
     if bar is not None:
         bar.update(len(paths), finalize=True)
-    stacked = np.stack(images) if images else np.zeros((0, prep.size, prep.size), np.uint8)
-    return LoadedImages(stacked, loaded, keys, skipped)
+    return LoadedImages(images, loaded, keys, skipped)  # a list of images: the caller stacks it once

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cxr.checked import is_sealed, seal_into
+from cxr.checked import is_sealed, sealed
 from cxr.data.cache import cache_root
 from cxr.errors import CxrError
 
@@ -112,10 +112,8 @@ def load_base_weights(name: str, base: keras.Model, weights_path: str | None = N
             log.warning("%s: unreadable cached weights (%s); converting again", cached, exc)
     _convert(name, base)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    # Written aside and renamed: another process never opens a half-written file; the digest makes
-    # a later truncation or overwrite detectable.
-    tmp = cached.with_name(f".{os.getpid()}.{cached.name}")
-    base.save_weights(tmp)
-    seal_into(tmp, cached)
+    # Another process never opens a half-written file; the digest makes a later truncation detectable.
+    with sealed(cached) as tmp:
+        base.save_weights(tmp)
     log.info("converted %s ImageNet weights once; cached at %s", name, cached)
     return SOURCES[name]
