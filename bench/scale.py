@@ -81,7 +81,7 @@ def bench_sweep_overhead(data: Path) -> dict:
 
 def bench_cold_start(run: Path, image: Path, repeats: int = 5) -> dict:
     """What a user waits for on one file: a fresh `cxr predict RUN ONE_FILE` process, start to exit."""
-    from cxr.export import export_onnx
+    from cxr.inference.export import export_onnx
 
     if not (run / "model.onnx").exists():
         export_onnx(run)

@@ -6,7 +6,6 @@ A crash is an uncaught exception, a 5xx, or a process that dies.
 """
 
 import csv
-import os
 import shutil
 from pathlib import Path
 
@@ -40,7 +39,7 @@ def through_train(bad: list[BadFile], good_root: Path, data: Path, out: Path, en
     placed = {}
     for i, item in enumerate(bad):
         target = data / "train" / ("NORMAL", "PNEUMONIA")[i % 2] / item.path.name
-        os.rename(item.path, target) if item.path.is_symlink() else shutil.copy2(item.path, target)
+        shutil.move(item.path, target) if item.path.is_symlink() else shutil.copy2(item.path, target)
         placed[item.kind] = target
     result = cxr("train", "--model", "cnn", "--data", data, "--out", out, "--size", 64, "--epochs", 1,
                  "--split", "pooled", "--seed", 1, env=env)

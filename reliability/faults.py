@@ -135,7 +135,7 @@ def _two_processes_one_cache(run: Path, work: Path, cache: Path) -> dict:
         results = list(pool.map(lambda out: cxr("evaluate", run, "--data", CHEST_XRAY, "--out", out, env=env), outs))
     ok = all(r.returncode == 0 and TRACEBACK not in r.stderr for r in results)
     entries = sorted(cache.rglob("*.cxa"))
-    from cxr.checked import load_array
+    from cxr.files import load_array
 
     intact = sum(load_array(p) is not None for p in entries)
     same = ok and outs[0].with_suffix(".csv").read_text() == outs[1].with_suffix(".csv").read_text()

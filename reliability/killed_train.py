@@ -29,11 +29,11 @@ def _half_written(path, write):
 def patch(point: str) -> None:
     import keras
 
-    import cxr.callbacks
-    import cxr.checked
+    import cxr.files
+    import cxr.training.callbacks
 
     if point == "mid_epoch":
-        class KillMidEpoch(cxr.callbacks.EpochTimer):
+        class KillMidEpoch(cxr.training.callbacks.EpochTimer):
             def on_epoch_begin(self, epoch, logs=None):
                 super().on_epoch_begin(epoch, logs)
                 self._epoch = epoch
@@ -42,10 +42,10 @@ def patch(point: str) -> None:
                 if self._epoch == 1 and batch == 1:
                     _die()
 
-        cxr.callbacks.EpochTimer = KillMidEpoch
-        import cxr.train
+        cxr.training.callbacks.EpochTimer = KillMidEpoch
+        import cxr.training.fit
 
-        cxr.train.EpochTimer = KillMidEpoch
+        cxr.training.fit.EpochTimer = KillMidEpoch
     elif point == "checkpoint":
         original, saves = keras.Model.save, []
 
@@ -58,7 +58,7 @@ def patch(point: str) -> None:
 
         keras.Model.save = save
     elif point == "features":
-        original_write = cxr.checked.write_atomically
+        original_write = cxr.files.write_atomically
 
         def write_atomically(path, *chunks):
             if "features" in str(path):
@@ -67,9 +67,9 @@ def patch(point: str) -> None:
                 _half_written(tmp, lambda: tmp.write_bytes(b"".join(chunks)))
             return original_write(path, *chunks)
 
-        cxr.checked.write_atomically = write_atomically
+        cxr.files.write_atomically = write_atomically
     else:
-        raise SystemExit(f"unknown kill point {point!r}")
+        raise ValueError(f"unknown kill point {point!r}")
 
 
 if __name__ == "__main__":

@@ -57,13 +57,13 @@ def non_xrays() -> dict[str, bytes]:
 
 
 def check() -> dict:
-    from cxr.config import TrainConfig
     from cxr.data.cache import load_images
     from cxr.data.dataset import prepare
     from cxr.data.images import decode
     from cxr.data.pixels import ImageError
     from cxr.data.preprocess import ROBUST, Preprocessing
-    from cxr.ood import Guard
+    from cxr.inference.ood import Guard
+    from cxr.runs.settings import TrainConfig
 
     others = non_xrays()
     fullres = sorted(FULLRES.rglob("*.jpeg"))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cxr
-from cxr.probe import shortcut_probe
-from cxr.stress import PERTURBATIONS, _sample
+from cxr.evaluation.probe import shortcut_probe
+from cxr.evaluation.stress import PERTURBATIONS, _sample
 
 
 def noisy_images(n, seed):
@@ -89,8 +89,8 @@ def test_stress_of_several_runs_writes_both_sides_for_each(trained_run, tmp_path
 
 @pytest.mark.integration
 def test_runs_sharing_split_and_preprocessing_decode_each_side_once(trained_run, tmp_path, monkeypatch):
-    import cxr.stress as stress
-    from cxr.engines import Predictor
+    import cxr.evaluation.stress as stress
+    from cxr.inference.predictor import Predictor
 
     twin = tmp_path / "twin"
     shutil.copytree(trained_run, twin)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import write_image
-from cxr.checked import is_sealed, load_array, save_array, sealed
 from cxr.data.cache import load_images, wait_for_writes
 from cxr.data.preprocess import Preprocessing
+from cxr.files import is_sealed, load_array, save_array, sealed
 
 
 def _truncate(path):

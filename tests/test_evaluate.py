@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cxr.metrics import (
+from cxr.evaluation.metrics import (
     binary_metrics,
     bootstrap_ci,
     calibration,
@@ -9,7 +9,7 @@ from cxr.metrics import (
     expected_calibration_error,
     full_report,
 )
-from cxr.temperature import apply_temperature, fit_temperature
+from cxr.inference.temperature import apply_temperature, fit_temperature
 
 
 def test_metrics_match_hand_computed_values():

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from cxr.explain import HiResCam
+from cxr.inference.explain import HiResCam
 from cxr.models import build
 
 # 128 px: the cnn's last convolution sees a 12 x 12 grid there (cells of about 11 px), fine enough to point.

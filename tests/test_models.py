@@ -5,7 +5,7 @@ import pytest
 from cxr.errors import UsageError
 from cxr.models import build, model_flops, names
 from cxr.models.augment import RandomAffine
-from cxr.run import RunError, load_keras_model
+from cxr.runs.folder import RunError, load_keras_model
 
 
 def all_layers(model):

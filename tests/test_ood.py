@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import FULLRES, run_cxr
-from cxr.ood import Guard
+from cxr.inference.ood import Guard
 
 
 def _chest_like(rng, n, size=48):

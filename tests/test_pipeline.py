@@ -98,7 +98,7 @@ def test_transfer_model_trains_on_cached_features_then_fine_tunes(real_subset, t
     # Fine-tuning trained the last two convolutions: they differ from the ImageNet weights now.
     import keras
 
-    from cxr.run import load_keras_model
+    from cxr.runs.folder import load_keras_model
 
     model = load_keras_model(run / "model.keras")
     base = model.get_layer("vgg16")

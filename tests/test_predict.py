@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from conftest import FULLRES, run_cxr
-from cxr.engines import Predictor
-from cxr.predict import SKIPPED_EXIT_CODE
+from cxr.inference.batch import SKIPPED_EXIT_CODE
+from cxr.inference.predictor import Predictor
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def test_dicom_of_an_xray_predicts_like_the_same_pixels_as_png(trained_run, tmp_
     Image.fromarray(pixels).save(tmp_path / "same.png")
     write_dicom(tmp_path / "same.dcm", pixels.astype(np.uint16) * 16, bits=12)  # 12-bit, no extension needed
     predictor = Predictor(trained_run)
-    from cxr.predict import predict_paths
+    from cxr.inference.batch import predict_paths
 
     rows, skipped = predict_paths(predictor, [tmp_path / "same.png", tmp_path / "same.dcm"])
     assert not skipped

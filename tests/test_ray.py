@@ -36,8 +36,8 @@ def _scoring_workers() -> list:
 
 
 def test_a_worker_killed_mid_batch_is_replaced_and_every_row_comes_once(trained_run, tmp_path):
-    from cxr.ray_predict import ray_batches
-    from cxr.run import run_preprocessing
+    from cxr.inference.ray_batch import ray_batches
+    from cxr.runs.folder import run_preprocessing
 
     originals = sorted(FULLRES.rglob("*.jpeg"))
     files = []

@@ -14,7 +14,7 @@ from conftest import FULLRES
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from cxr.engines import Predictor  # noqa: E402
+from cxr.inference.predictor import Predictor  # noqa: E402
 from cxr.serve.app import create_app  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def test_predict_matches_the_command_line_predictor(client, trained_run):
     response = post(client, "x.jpeg", XRAY.read_bytes())
     assert response.status_code == 200
     body = response.json()
-    from cxr.predict import predict_paths
+    from cxr.inference.batch import predict_paths
 
     rows, _ = predict_paths(Predictor(trained_run), [XRAY])
     assert body["probability"] == pytest.approx(rows[0]["probability"], abs=1e-5)

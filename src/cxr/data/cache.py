@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr.checked import load_array, save_array
 from cxr.data.images import decode
 from cxr.data.pixels import ImageError
 from cxr.data.preprocess import Preprocessing
+from cxr.files import load_array, save_array
 
 log = logging.getLogger(__name__)
 PROCESS_POOL_MIN_FILES = 500
-SUFFIX = ".cxa"  # an array with its checksum (cxr.checked), never read as a plain .npy
+SUFFIX = ".cxa"  # an array with its checksum (cxr.files), never read as a plain .npy
 KEYS_SUFFIX = ".keys" + SUFFIX  # beside each set: the content key of each of its rows
 _writers: list[threading.Thread] = []
 

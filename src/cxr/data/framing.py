@@ -15,6 +15,7 @@ import numpy as np
 
 from cxr.data.preprocess import Preprocessing, frame_px
 
+FRAMING_MODES = ("none", "targeted")  # TrainConfig.framing
 PLAIN = Preprocessing()  # squashed, nothing else: the seed models' input
 FRAMED_CROPS = (0.10, 0.20)  # share cut from every side in the framed validation copies
 MAX_CROP = 0.25  # a tight crop cuts up to this share from every side, plus or minus JITTER per side

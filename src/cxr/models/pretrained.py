@@ -16,9 +16,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cxr.checked import is_sealed, sealed
 from cxr.data.cache import cache_root
 from cxr.errors import CxrError
+from cxr.files import is_sealed, sealed
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _convert(name: str, base: keras.Model) -> None:
     if name == "vgg16":
         base.set_weights(vgg16_conv_weights_from_onnx(package_file(*VGG16_ONNX)))
     elif name == "xception":
-        # A third-party file with no cxr layers: the one load that need not go through cxr.run.
+        # A third-party file with no cxr layers: the one load that need not go through cxr.runs.folder.
         packaged = keras.saving.load_model(package_file(*XCEPTION_KERAS), compile=False)
         # Same layer order in both models; copying by name fails on auto-named layers.
         base.set_weights(packaged.get_layer("xception").get_weights())

@@ -19,8 +19,8 @@ from PIL import Image
 from cxr import __version__
 from cxr.data.images import decode, is_dicom
 from cxr.data.pixels import ImageError
-from cxr.engines import Predictor
-from cxr.predict import result_rows
+from cxr.inference.batch import result_rows
+from cxr.inference.predictor import Predictor
 from cxr.serve.batching import MicroBatcher
 
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
@@ -56,7 +56,7 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "auto",
     def explainer():
         with gradcam_lock:  # built once, on first use
             if "cam" not in gradcam:
-                from cxr.explain import HiResCam
+                from cxr.inference.explain import HiResCam
 
                 if predictor.model is None:
                     raise HTTPException(400, "explanations need the Keras engine")
@@ -107,7 +107,7 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "auto",
                   "ood_cutoff": None if predictor.guard is None else round(predictor.guard.cutoff, 4),
                   "model": model_id, "format": kind}
         if explain:
-            from cxr.explain import heatmap_rgba
+            from cxr.inference.explain import heatmap_rgba
 
             found = explainer().explain(image[None], called=[row["label"] == predictor.info["classes"][1]])
             result["image_png"] = _png_base64(decode(data, predictor.preprocessing.at_size(DISPLAY_SIZE)))

@@ -8,10 +8,10 @@ from cxr import figures
 from cxr.data.dataset import load_part
 from cxr.data.layout import discover
 from cxr.data.split import read_split_csv
-from cxr.engines import Predictor
 from cxr.errors import DataError
-from cxr.metrics import THRESHOLD_RULE, calibration, classification_report, full_report
-from cxr.run import read_history, write_json
+from cxr.evaluation.metrics import THRESHOLD_RULE, calibration, classification_report, full_report
+from cxr.inference.predictor import Predictor
+from cxr.runs.folder import read_history, write_json
 
 
 def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None) -> dict:

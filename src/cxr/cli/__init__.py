@@ -1,6 +1,7 @@
 """`cxr` command line: train, evaluate, compare, predict, export, serve."""
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 # Before anything imports TensorFlow: its C++ start-up lines (oneDNN, CPU features) are noise to a user.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cxr.commands import (  # noqa: E402
+from cxr.cli.commands import (  # noqa: E402
     cmd_audit,
     cmd_compare,
     cmd_ensemble,
@@ -23,6 +24,7 @@ from cxr.commands import (  # noqa: E402
     cmd_train,
 )
 from cxr.errors import CxrError  # noqa: E402
+from cxr.runs.settings import TrainConfig  # noqa: E402
 
 PRECISION = ("Keras engine: auto (default) computes in mixed bfloat16 where the CPU has it natively (3-6x faster, "
              "probabilities within about 1e-3 of float32), else float32; float32 gives the same numbers on every "
@@ -32,6 +34,20 @@ PRECISION = ("Keras engine: auto (default) computes in mixed bfloat16 where the 
 
 
 OWN_THRESHOLD = "decision threshold to use instead of the run's own (chosen on validation; see its MODEL_CARD.md)"
+
+
+def add_training_settings(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field that declares one (cxr.runs.settings.setting), its default the field's."""
+    for f in dataclasses.fields(TrainConfig):
+        if "help" not in f.metadata:
+            continue
+        options = {k: v for k, v in f.metadata.items() if k not in ("flag", "path", "cli_default")}
+        flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, dest=f.name, action="store_false" if f.default else "store_true", **options)
+            continue
+        kind = Path if f.metadata.get("path") else type(f.default) if f.default is not None else str
+        parser.add_argument(flag, dest=f.name, type=kind, default=f.metadata.get("cli_default", f.default), **options)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,42 +60,9 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model, choose its threshold on validation, evaluate on test")
-    t.add_argument("--model", default="cnn", help="cnn, cnn_aug, cnn_seed, vgg16, vgg19, xception, vgg16_e2e")
-    t.add_argument("--data", type=Path, help="Kaggle-layout folder (default: $CXR_DATA or the shared data)")
-    t.add_argument("--out", type=Path, help="new run folder, e.g. runs/cnn")
+    add_training_settings(t)
     t.add_argument("--resume", type=Path, metavar="RUN",
                    help="continue a killed run from its last epoch (settings come from its config.json)")
-    t.add_argument("--split", choices=["official", "pooled"], default="official")
-    t.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
-    t.add_argument("--resize", choices=RESIZE_MODES, default="squash",
-                   help="how a non-square original becomes a square: squash (default), crop the centre, pad")
-    t.add_argument("--intensity", choices=INTENSITY_MODES, default="none",
-                   help="per-image intensity normalisation: none, equalize (histogram), clahe")
-    t.add_argument("--border", choices=BORDER_MODES, default="none",
-                   help="crop: cut away black collimation borders before resizing")
-    t.add_argument("--epochs", type=int, default=100, help="most epochs (early stopping usually ends sooner)")
-    t.add_argument("--patience", type=int, default=20, help="early-stopping patience on validation loss")
-    t.add_argument("--seed", type=int, default=42, help="random seed of weights, augmentation and the split")
-    t.add_argument("--split-seed", type=int, help="seed of the patient split alone (default: --seed)")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3, help="learning rate (Adam)")
-    t.add_argument("--lr-decay", type=float, default=0.9,
-                   help="multiply the learning rate by this after every epoch (default 0.9; 1: constant)")
-    t.add_argument("--label-smoothing", type=float, default=0.0, help="e.g. 0.1: softer targets, calmer logits")
-    t.add_argument("--class-weight", choices=["none", "balanced"], default="none")
-    t.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto",
-                   help="auto: mixed_bfloat16 where the CPU has bfloat16 instructions, else float32")
-    t.add_argument("--fine-tune", type=int, default=0, metavar="N",
-                   help="transfer models: then unfreeze the last N conv layers and train on at a low rate")
-    t.add_argument("--fine-tune-epochs", type=int, default=10, help="epochs of fine-tuning (default 10)")
-    t.add_argument("--weights", help="pretrained weights file for the base (needed offline for vgg19)")
-    t.add_argument("--framing", choices=["none", "targeted"], default="none",
-                   help="targeted: random tight crops (more often of NORMAL) and zoom-outs while training, so "
-                   "how tightly an X-ray is framed carries no label")
-    t.add_argument("--no-framed-validation", dest="framed_validation", action="store_false",
-                   help="validate on unchanged images only (default: also on copies cropped 10%% and 20%% a side)")
-    t.add_argument("--devices", default="1", metavar="N|all",
-                   help="train on N devices with MirroredStrategy: the GPUs, or N logical CPU devices (default 1)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="metrics and figures on the run's test split or a labelled folder")
@@ -196,7 +179,3 @@ def main(argv=None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

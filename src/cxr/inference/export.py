@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from cxr import __version__
-from cxr.checked import file_sha256, written_aside
-from cxr.models.inference import inference_model, outputs_logits
-from cxr.run import ONNX_FILE, ONNX_META, RunError, load_run, write_json
+from cxr.files import file_sha256, written_aside
+from cxr.models.for_inference import inference_model, outputs_logits
+from cxr.runs.folder import ONNX_FILE, ONNX_META, RunError, load_run, write_json
 
 
 def weights_sha256(model) -> str:

@@ -14,9 +14,9 @@ import math
 import tomllib
 from pathlib import Path
 
-from cxr.config import TrainConfig
 from cxr.errors import UsageError
-from cxr.run import read_history, read_json
+from cxr.runs.folder import read_history, read_json
+from cxr.runs.settings import TrainConfig
 
 log = logging.getLogger(__name__)
 SETTINGS = {"cpus_per_trial": 1, "grace_period": 2, "reduction_factor": 2}
@@ -47,7 +47,7 @@ def _trial(config: dict) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(config["threads"])
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from cxr.train import train
+    from cxr.training.fit import train
 
     class ReportToTune(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -64,7 +64,7 @@ def run_sweep(config_path: Path, out: Path, address: str | None = None) -> Path:
     from ray.tune.schedulers import ASHAScheduler
 
     from cxr.data.layout import default_data_dir
-    from cxr.ray_predict import start_ray
+    from cxr.inference.ray_batch import start_ray
 
     base, grid, settings = read_sweep(config_path)
     base.setdefault("data", str(default_data_dir()))

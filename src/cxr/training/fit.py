@@ -13,20 +13,20 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 from cxr import CLASSES, __version__
-from cxr.callbacks import EpochSeeds, EpochTimer, ResumableEarlyStopping, SaveForResume, truncate_history
-from cxr.config import TrainConfig
 from cxr.data.dataset import Prepared, prepare
 from cxr.data.framing import framed_validation, framing_augmentation
-from cxr.devices import distribution
-from cxr.engines import Predictor
 from cxr.errors import UsageError
-from cxr.features import cached_features
-from cxr.metrics import THRESHOLD_RULE, calibration, choose_threshold
+from cxr.evaluation.metrics import THRESHOLD_RULE, calibration, choose_threshold
+from cxr.inference.ood import fit_for_run
+from cxr.inference.precision import resolve_precision
+from cxr.inference.predictor import Predictor
+from cxr.inference.temperature import apply_temperature, fit_temperature
 from cxr.models import Built, build, copy_in_precision, model_flops
-from cxr.ood import fit_for_run
-from cxr.precision import resolve_precision
-from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_keras_model, read_history, read_json, write_json
-from cxr.temperature import apply_temperature, fit_temperature
+from cxr.runs.folder import INFO_FILE, MODEL_FILE, RunError, load_keras_model, read_history, read_json, write_json
+from cxr.runs.settings import TrainConfig
+from cxr.training.callbacks import EpochSeeds, EpochTimer, ResumableEarlyStopping, SaveForResume, truncate_history
+from cxr.training.devices import distribution
+from cxr.training.features import cached_features
 
 log = logging.getLogger(__name__)
 FRAMED_RULE = ", pooled with its copies cropped 10% and 20% from every side"

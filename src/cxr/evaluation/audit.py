@@ -1,7 +1,7 @@
 """`cxr audit DATA`: what a data folder holds, and whether its labels can be read off acquisition cues.
 
 Per split and class: images, patients, byte-identical duplicates, sizes and modes. Then the shortcut
-probe (cxr.probe) on the model input without and with the project's preprocessing, and the aspect
+probe (cxr.evaluation.probe) on the model input without and with the project's preprocessing, and the aspect
 ratio of the originals as a one-number classifier. A probe above 0.65 is flagged: a CNN can learn that
 cue instead of the lungs, and lose it on X-rays from another batch.
 """
@@ -17,8 +17,8 @@ from cxr import CLASSES, figures
 from cxr.data.dataset import load_part
 from cxr.data.layout import discover
 from cxr.data.preprocess import Preprocessing
-from cxr.probe import FEATURES, WARN_ABOVE, global_statistics, probe_auc
-from cxr.run import write_json
+from cxr.evaluation.probe import FEATURES, WARN_ABOVE, global_statistics, probe_auc
+from cxr.runs.folder import write_json
 
 
 def _header(path: Path):

@@ -1,5 +1,6 @@
-"""What each `cxr` subcommand does; the argument parser is in cli.py. Heavy imports stay inside each."""
+"""What each `cxr` subcommand does; the argument parser is in cxr.cli (__init__.py). Heavy imports stay inside each."""
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -20,11 +21,11 @@ def _headline(report: dict) -> str:
 
 
 def cmd_train(args) -> None:
-    from cxr.config import TrainConfig, config_from_run
     from cxr.data.layout import default_data_dir
-    from cxr.evaluate import evaluate_run
-    from cxr.run import read_json
-    from cxr.train import train
+    from cxr.evaluation.evaluate import evaluate_run
+    from cxr.runs.folder import read_json
+    from cxr.runs.settings import TrainConfig, config_from_run
+    from cxr.training.fit import train
 
     if args.resume:
         cfg = config_from_run(args.resume)
@@ -32,17 +33,12 @@ def cmd_train(args) -> None:
     else:
         if not args.out:
             raise UsageError("cxr train: give --out runs/NAME (or --resume runs/NAME)")
-        cfg = TrainConfig(
-            model=args.model, data=str(args.data or default_data_dir()), out=str(args.out), split=args.split,
-            size=args.size, resize=args.resize, intensity=args.intensity, border=args.border,
-            epochs=args.epochs, patience=args.patience, seed=args.seed,
-            split_seed=args.seed if args.split_seed is None else args.split_seed,
-            batch_size=args.batch_size, learning_rate=args.lr, lr_decay=args.lr_decay,
-            label_smoothing=args.label_smoothing, class_weight=args.class_weight,
-            precision=args.precision, fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
-            weights=args.weights, devices=args.devices, framing=args.framing,
-            framed_validation=args.framed_validation,
-        )
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+        given["data"] = str(args.data or default_data_dir())
+        given["out"] = str(args.out)
+        if given["split_seed"] is None:
+            given["split_seed"] = args.seed
+        cfg = TrainConfig(**given)
     run_dir = train(cfg, resume=bool(args.resume))
     report = evaluate_run(run_dir)
     training = read_json(run_dir / "training.json")
@@ -56,7 +52,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from cxr.evaluate import evaluate_run
+    from cxr.evaluation.evaluate import evaluate_run
 
     report = evaluate_run(args.run, data=args.data, out=args.out, threshold=args.threshold)
     print(_headline(report))
@@ -65,7 +61,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_compare(args) -> None:
-    from cxr.report import compare
+    from cxr.reports.compare import compare
 
     report = compare([Path(r) for r in args.runs], Path(args.out))
     print((report.parent / "table.md").read_text())
@@ -73,8 +69,8 @@ def cmd_compare(args) -> None:
 
 
 def cmd_predict(args) -> int:
-    from cxr.ood import GUARD_FILE
-    from cxr.predict import SKIPPED_EXIT_CODE, RowWriter, expand_inputs, open_output, predict_batches
+    from cxr.inference.batch import SKIPPED_EXIT_CODE, RowWriter, expand_inputs, open_output, predict_batches
+    from cxr.inference.ood import GUARD_FILE
 
     if args.out and args.out.exists() and not args.force:
         raise UsageError(f"{args.out} already exists; choose another --out or pass --force")
@@ -90,13 +86,13 @@ def cmd_predict(args) -> int:
         print(f"note: {args.run} has no out-of-distribution guard (ood columns empty); `cxr guard {args.run}` "
               "fits one", file=sys.stderr)
     if args.ray:
-        from cxr.ray_predict import ray_batches
-        from cxr.run import run_preprocessing
+        from cxr.inference.ray_batch import ray_batches
+        from cxr.runs.folder import run_preprocessing
 
         batches = ray_batches(args.run, files, run_preprocessing(args.run, args.engine), args.engine,
                               args.precision, args.workers, args.ray_address)
     else:
-        from cxr.engines import Predictor
+        from cxr.inference.predictor import Predictor
 
         predictor = Predictor(args.run, engine=args.engine, precision=args.precision, threshold=args.threshold)
         batches = predict_batches(predictor, files, args.explain)
@@ -119,8 +115,8 @@ def cmd_guard(args) -> None:
     from cxr.data.dataset import load_part
     from cxr.data.preprocess import Preprocessing
     from cxr.data.split import read_split_csv
-    from cxr.ood import fit_for_run
-    from cxr.run import INFO_FILE, read_json, write_json
+    from cxr.inference.ood import fit_for_run
+    from cxr.runs.folder import INFO_FILE, read_json, write_json
 
     info = read_json(args.run / INFO_FILE)
     split, prep = read_split_csv(args.run / "split.csv"), Preprocessing.from_dict(info)
@@ -132,7 +128,7 @@ def cmd_guard(args) -> None:
 
 
 def cmd_sweep(args) -> None:
-    from cxr.sweep import run_sweep
+    from cxr.training.sweep import run_sweep
 
     report = run_sweep(args.config, args.out, args.ray_address)
     print(report.read_text())
@@ -140,9 +136,9 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_audit(args) -> int:
-    from cxr.audit import audit
     from cxr.data.layout import default_data_dir
     from cxr.data.preprocess import Preprocessing
+    from cxr.evaluation.audit import audit
 
     prep = Preprocessing(args.size, args.resize, args.intensity, args.border)
     audit(Path(args.data or default_data_dir()), Path(args.out), prep)
@@ -152,8 +148,8 @@ def cmd_audit(args) -> int:
 
 
 def cmd_stress(args) -> None:
-    from cxr.engines import Predictor
-    from cxr.stress import stress_run, stress_table
+    from cxr.evaluation.stress import stress_run, stress_table
+    from cxr.inference.predictor import Predictor
 
     for run in args.runs:  # runs sharing a split and preprocessing reuse the changed images
         predictor = Predictor(run, engine=args.engine, precision=args.precision)
@@ -169,8 +165,8 @@ def cmd_stress(args) -> None:
 
 
 def cmd_ensemble(args) -> None:
-    from cxr.ensemble import make_ensemble
-    from cxr.evaluate import evaluate_run
+    from cxr.evaluation.evaluate import evaluate_run
+    from cxr.training.ensemble import make_ensemble
 
     run_dir = make_ensemble(args.runs, args.out, tta=not args.no_tta)
     print(f"test: {_headline(evaluate_run(run_dir))}")
@@ -178,7 +174,7 @@ def cmd_ensemble(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from cxr.export import export_onnx
+    from cxr.inference.export import export_onnx
 
     print(f"wrote {export_onnx(args.run, force=args.force)} (metadata beside it)")
 

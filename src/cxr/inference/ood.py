@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr.checked import written_aside
+from cxr.files import written_aside
 
 GUARD_FILE = "ood.npz"
 CUTOFF_QUANTILE = 0.999

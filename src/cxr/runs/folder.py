@@ -1,12 +1,12 @@
 """A run folder on disk: reading and writing its files. Loading never executes code from the files.
 
 Run folder layout:
-  config.json      everything needed to reproduce the run (cxr.config.TrainConfig)
+  config.json      everything needed to reproduce the run (cxr.runs.settings.TrainConfig)
   split.csv        file, label, patient, split
   history.csv      one row per epoch (loss, accuracy, val_*, epoch_seconds)
   model.keras      best model (lowest validation loss), float32, loads in safe mode
   model.json       the input contract (preprocessing), labels, threshold chosen on validation, weights note
-  ood.npz          the out-of-distribution guard fitted on the training split (cxr.ood)
+  ood.npz          the out-of-distribution guard fitted on the training split (cxr.inference.ood)
   model.onnx       after `cxr export`, with model.onnx.json (its hash, the same contract)
   summary.txt      layer summary
   training.json    wall times, epochs, skipped files
@@ -17,7 +17,7 @@ Run folder layout:
 import json
 from pathlib import Path
 
-from cxr.checked import write_atomically
+from cxr.files import write_atomically
 from cxr.errors import RunError
 
 MODEL_FILE = "model.keras"

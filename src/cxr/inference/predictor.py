@@ -10,25 +10,30 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr.checked import file_sha256
 from cxr.data.cache import LoadedImages, load_images
 from cxr.data.images import decode
 from cxr.data.preprocess import Preprocessing
 from cxr.errors import UsageError
-from cxr.ood import load_for_run
-from cxr.run import ONNX_FILE, ONNX_META, RunError, load_run
-from cxr.temperature import apply_temperature, calibrated
+from cxr.files import file_sha256
+from cxr.inference.ood import load_for_run
+from cxr.inference.temperature import apply_temperature, calibrated
+from cxr.runs.folder import ONNX_FILE, ONNX_META, RunError, load_run
 
 
 class Predictor:
     """P(pneumonia) for files or preprocessed (n, size, size) uint8 images, with the run's threshold."""
 
-    def __init__(self, run_dir: Path, engine: str = "keras", precision: str = "auto", threshold: float | None = None):
-        """`threshold` replaces the run's validation-chosen one (a user's own operating point)."""
+    def __init__(self, run_dir: Path | None = None, engine: str = "keras", precision: str = "auto",
+                 threshold: float | None = None, *, model=None, info: dict | None = None):
+        """From a run folder, or from a Keras `model` and its `info` in memory (the training run, before its
+        folder is complete). `threshold` replaces the run's validation-chosen one (a user's operating point)."""
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise UsageError(f"--threshold must lie between 0 and 1, not {threshold}")
-        self.run_dir, self.engine, self._threshold = Path(run_dir), engine, threshold
-        if engine == "keras":
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.engine, self._threshold = engine, threshold
+        if model is not None:
+            self._use_keras(model, info, precision)
+        elif engine == "keras":
             model, info = load_run(self.run_dir)
             self._use_keras(model, info, precision)
         elif engine == "onnx":
@@ -42,16 +47,12 @@ class Predictor:
     @classmethod
     def from_model(cls, model, info: dict, precision: str = "auto") -> "Predictor":
         """A Predictor around a model in memory (the training run, before its folder is complete)."""
-        predictor = cls.__new__(cls)
-        predictor.run_dir, predictor.engine, predictor._threshold = None, "keras", None
-        predictor._use_keras(model, info, precision)
-        predictor._finish()
-        return predictor
+        return cls(model=model, info=info, precision=precision)
 
     def _use_keras(self, model, info: dict, precision: str) -> None:
+        from cxr.inference.precision import resolve_precision
         from cxr.models import copy_in_precision
-        from cxr.models.inference import inference_model, outputs_logits
-        from cxr.precision import resolve_precision
+        from cxr.models.for_inference import inference_model, outputs_logits
 
         self.model, self.info, self.precision = model, info, resolve_precision(precision)
         self._logits, size = outputs_logits(info), int(info["size"])

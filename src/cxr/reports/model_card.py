@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from cxr import selection
+from cxr.evaluation import selection
 from cxr.data.preprocess import Preprocessing
-from cxr.run import read_json
+from cxr.runs.folder import read_json
 
 INTENDED_USE = (
     "Research and teaching: screening-style triage of pediatric (1-5 years) frontal chest X-rays into NORMAL or "
@@ -62,7 +62,7 @@ def write_model_card(run_dir: Path) -> Path:
         lines += [f"Calibration on this split: Brier {c['brier']:.3f}, ECE {c['ece']:.3f}.", ""]
     stress_file = run_dir / "stress.json"
     if stress_file.exists():
-        from cxr.stress import stress_table
+        from cxr.evaluation.stress import stress_table
 
         stress = read_json(stress_file)
         lines += ["## Stress test (acquisition-like changes before preprocessing, test split)", "",

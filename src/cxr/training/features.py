@@ -10,8 +10,8 @@ import logging
 import keras
 import numpy as np
 
-from cxr.checked import load_array, save_array
 from cxr.data.cache import SUFFIX, cache_root
+from cxr.files import load_array, save_array
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr.checked import written_aside
 from cxr.data.images import decode
 from cxr.data.layout import image_files
-from cxr.engines import Predictor
+from cxr.files import written_aside
+from cxr.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
 FIELDS = ["path", "probability", "label", "threshold", "ood", "ood_score"]
@@ -71,7 +71,7 @@ def result_rows(predictor: Predictor, paths, images) -> tuple[list[dict], np.nda
 
 
 def write_explanations(predictor: Predictor, images, paths, probs, out_dir: Path) -> None:
-    from cxr.explain import HiResCam, overlay_png
+    from cxr.inference.explain import HiResCam, overlay_png
 
     cam = HiResCam(predictor.explained_model())
     out_dir.mkdir(parents=True, exist_ok=True)

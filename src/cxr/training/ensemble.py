@@ -12,15 +12,15 @@ import keras
 from keras import layers
 
 from cxr import __version__
-from cxr.config import config_from_run
 from cxr.data.dataset import load_part
 from cxr.data.framing import framed_validation
 from cxr.data.preprocess import Preprocessing
 from cxr.data.split import read_split_csv
+from cxr.inference.ood import GUARD_FILE
 from cxr.models import model_flops
-from cxr.ood import GUARD_FILE
-from cxr.run import INFO_FILE, MODEL_FILE, RunError, load_run, read_json, write_json
-from cxr.train import calibrated_on_validation, summary_text
+from cxr.runs.folder import INFO_FILE, MODEL_FILE, RunError, load_run, read_json, write_json
+from cxr.runs.settings import config_from_run
+from cxr.training.fit import calibrated_on_validation, summary_text
 
 TTA_ZOOM = 1.1  # the extra views: zoomed in 10%, and widened 10%, each cropped back to the centre
 

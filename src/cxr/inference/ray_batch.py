@@ -55,14 +55,14 @@ class _Scorer:
 
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
-        from cxr.engines import Predictor
+        from cxr.inference.predictor import Predictor
 
         self.predictor = Predictor(Path(run_dir), engine=engine, precision=precision)
 
     def __call__(self, batch: dict) -> dict:
         import json
 
-        from cxr.predict import result_rows
+        from cxr.inference.batch import result_rows
 
         good = np.array([e == "" for e in batch["error"]], dtype=bool)
         paths = [os.fsdecode(bytes(p)) for p in batch["path"][good]]
@@ -74,7 +74,7 @@ class _Scorer:
 
 def ray_batches(run_dir: Path, files: list[Path], preprocessing: Preprocessing, engine: str = "keras",
                 precision: str = "auto", workers: int = 2, address: str | None = None):
-    """(rows, skipped) per batch, in input order, like cxr.predict.predict_batches."""
+    """(rows, skipped) per batch, in input order, like cxr.inference.batch.predict_batches."""
     import json
 
     import ray

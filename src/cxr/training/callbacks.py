@@ -6,8 +6,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cxr.checked import written_aside
-from cxr.run import write_json
+from cxr.files import written_aside
+from cxr.runs.folder import write_json
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -29,10 +29,15 @@ class EpochSeeds(keras.callbacks.Callback):
         self.seed = seed
 
     def on_epoch_begin(self, epoch, logs=None):
-        generators = [value for layer in self.model._flatten_layers() for value in vars(layer).values()
+        generators = [value for layer in _all_layers(self.model) for value in vars(layer).values()
                       if isinstance(value, keras.random.SeedGenerator)]
         for i, generator in enumerate(generators):
             generator.state.assign(np.array([self.seed * 1000 + i, epoch], dtype=generator.state.dtype))
+
+
+def _all_layers(layer) -> list:
+    """The layer and every layer inside it, depth first, through the public `layers` of nested models."""
+    return [layer] + [inner for child in getattr(layer, "layers", []) for inner in _all_layers(child)]
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

@@ -16,11 +16,11 @@ from cxr.data.framing import crop_borders
 from cxr.data.images import read_grayscale
 from cxr.data.pixels import ImageError
 from cxr.data.split import read_split_csv
-from cxr.engines import Predictor
 from cxr.errors import UsageError
-from cxr.metrics import binary_metrics
-from cxr.probe import shortcut_probe
-from cxr.run import write_json
+from cxr.evaluation.metrics import binary_metrics
+from cxr.evaluation.probe import shortcut_probe
+from cxr.inference.predictor import Predictor
+from cxr.runs.folder import write_json
 
 
 def _gamma(g):

@@ -1,0 +1,2 @@
+"""From a trained run to probabilities: the one Predictor (`predictor`), its temperature, precision and
+out-of-distribution guard, prediction on files (`batch`) and on Ray (`ray_batch`), ONNX export, Grad-CAM."""
