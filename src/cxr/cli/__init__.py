@@ -46,7 +46,10 @@ def add_training_settings(parser: argparse.ArgumentParser) -> None:
         if isinstance(f.default, bool):
             parser.add_argument(flag, dest=f.name, action="store_false" if f.default else "store_true", **options)
             continue
-        kind = Path if f.metadata.get("path") else type(f.default) if f.default is not None else str
+        if f.metadata.get("path"):  # no default: argparse would turn "" into Path(".")
+            parser.add_argument(flag, dest=f.name, type=Path, **options)
+            continue
+        kind = str if f.default is None else type(f.default)
         parser.add_argument(flag, dest=f.name, type=kind, default=f.metadata.get("cli_default", f.default), **options)
 
 

@@ -20,25 +20,31 @@ def _headline(report: dict) -> str:
     )
 
 
-def cmd_train(args) -> None:
+def training_config(args):
+    """The TrainConfig of `cxr train`: from the flags (one per field), or from the run being resumed."""
     from cxr.data.layout import default_data_dir
-    from cxr.evaluation.evaluate import evaluate_run
-    from cxr.runs.folder import read_json
     from cxr.runs.settings import TrainConfig, config_from_run
-    from cxr.training.fit import train
 
     if args.resume:
         cfg = config_from_run(args.resume)
         cfg.out = str(args.resume)
-    else:
-        if not args.out:
-            raise UsageError("cxr train: give --out runs/NAME (or --resume runs/NAME)")
-        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-        given["data"] = str(args.data or default_data_dir())
-        given["out"] = str(args.out)
-        if given["split_seed"] is None:
-            given["split_seed"] = args.seed
-        cfg = TrainConfig(**given)
+        return cfg
+    if not args.out:
+        raise UsageError("cxr train: give --out runs/NAME (or --resume runs/NAME)")
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    given["data"] = str(args.data or default_data_dir())
+    given["out"] = str(args.out)
+    if given["split_seed"] is None:
+        given["split_seed"] = args.seed
+    return TrainConfig(**given)
+
+
+def cmd_train(args) -> None:
+    from cxr.evaluation.evaluate import evaluate_run
+    from cxr.runs.folder import read_json
+    from cxr.training.fit import train
+
+    cfg = training_config(args)
     run_dir = train(cfg, resume=bool(args.resume))
     report = evaluate_run(run_dir)
     training = read_json(run_dir / "training.json")
