@@ -22,6 +22,10 @@ MAX_CROP = 0.25  # a tight crop cuts up to this share from every side, plus or m
 JITTER = 0.08
 TIGHT_CHANCE = {0: 0.6, 1: 0.3}  # chance of a tight crop by label (NORMAL, PNEUMONIA)
 ZOOM_OUT_CHANCE, MAX_ZOOM_OUT = 0.2, 0.15  # black margin added to each side, as a wider framing
+# Crops are cut from the training images preprocessed at this multiple of the model's size: a crop of the
+# model-size image, enlarged back, would be blurrier than a tightly framed X-ray (or the framed validation
+# copies, cut from the decoded originals), and sharpness would then tell a crop from a real tight framing.
+FINE = 2
 
 
 def crop_borders(image: np.ndarray, share: float) -> np.ndarray:
@@ -54,8 +58,9 @@ def framed_validation(part, prep):
     return Part(np.concatenate(images), np.concatenate(labels), paths, patients)
 
 
-def framing_augmentation(images, labels, seed, prep: Preprocessing = PLAIN):
-    """Random framings of a batch of (b, size, size, 1) images preprocessed by `prep` (TensorFlow).
+def framing_augmentation(images, labels, seed, prep: Preprocessing = PLAIN, fine=None):
+    """Random framings of a batch of (b, size, size, 1) images preprocessed by `prep` (TensorFlow); crops
+    are cut from `fine` (the same images preprocessed at FINE times the size) where given.
 
     A tight crop, with a chance that depends on the label, cuts t ~ U(0, MAX_CROP) from every side, each
     side moved by its own U(-JITTER, JITTER): a whole X-ray framed tighter (the shift between hospitals),
@@ -73,12 +78,13 @@ def framing_augmentation(images, labels, seed, prep: Preprocessing = PLAIN):
     margins = tf.cast(u[:, :1] < tight_chance[:, None], tf.float32) * sides
     if prep.border == "none":
         margins -= tf.cast(u[:, 5:6] < ZOOM_OUT_CHANCE, tf.float32) * u[:, 6:10] * MAX_ZOOM_OUT
-    return reframe(images, margins, prep)
+    return reframe(images, margins, prep, fine)
 
 
-def reframe(images, margins, prep: Preprocessing = PLAIN):
+def reframe(images, margins, prep: Preprocessing = PLAIN, fine=None):
     """The images as `prep` would have made them from originals with `margins` (n, 4: top, bottom, left,
-    right shares; negative: black added) cut from each side.
+    right shares; negative: black added) cut from each side; cut from `fine` (the same images at a larger
+    size) where given, and an image whose margins are all zero is then passed through unchanged.
 
     The crop acts on what the preprocessing shows inside its blank frame, and is followed by the same
     intensity step: exact equalization keeps the order of grey levels, so ranking the cropped pixels again
@@ -87,10 +93,12 @@ def reframe(images, margins, prep: Preprocessing = PLAIN):
     """
     import tensorflow as tf
 
-    size = images.shape[1]
+    size, source = images.shape[1], images if fine is None else fine
     k = frame_px(size) if prep.border == "frame" else 0
     inner = size - 2 * k
-    content = tf.cast(images[:, k: size - k, k: size - k], tf.float32)
+    big = source.shape[1]
+    kb = frame_px(big) if prep.border == "frame" else 0
+    content = tf.cast(source[:, kb: big - kb, kb: big - kb], tf.float32)
     boxes = tf.stack([margins[:, 0], margins[:, 2], 1.0 - margins[:, 1], 1.0 - margins[:, 3]], axis=1)
     framed = tf.image.crop_and_resize(content, boxes, tf.range(tf.shape(images)[0]), (inner, inner),
                                       extrapolation_value=0.0)
@@ -99,4 +107,8 @@ def reframe(images, margins, prep: Preprocessing = PLAIN):
         ranks = tf.argsort(tf.argsort(flat, axis=1, stable=True), axis=1, stable=True)
         framed = tf.reshape(tf.cast(ranks * 256 // (inner * inner), tf.float32), tf.shape(framed))
     framed = tf.pad(framed, [[0, 0], [k, k], [k, k], [0, 0]])
-    return tf.cast(tf.clip_by_value(tf.round(framed), 0, 255), images.dtype)
+    framed = tf.cast(tf.clip_by_value(tf.round(framed), 0, 255), images.dtype)
+    if fine is None:
+        return framed
+    unchanged = tf.reduce_all(tf.equal(margins, 0.0), axis=1)[:, None, None, None]
+    return tf.where(unchanged, images, framed)

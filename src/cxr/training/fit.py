@@ -13,8 +13,9 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 from cxr import CLASSES, __version__
+from cxr.data.cache import load_images
 from cxr.data.dataset import Prepared, prepare
-from cxr.data.framing import framed_validation, framing_augmentation
+from cxr.data.framing import FINE, framed_validation, framing_augmentation
 from cxr.errors import UsageError
 from cxr.evaluation.metrics import THRESHOLD_RULE, calibration, choose_threshold
 from cxr.inference.ood import fit_for_run
@@ -39,8 +40,9 @@ def compile_model(model: keras.Model, learning_rate: float, label_smoothing: flo
 
 
 def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, stage: str, epochs: int,
-         learning_rate: float, state: dict | None, extra_callbacks: list) -> None:
-    """Fit `target` (or, when resuming this stage, the saved copy with its optimizer) and keep the best."""
+         learning_rate: float, state: dict | None, extra_callbacks: list, x_fine=None) -> None:
+    """Fit `target` (or, when resuming this stage, the saved copy with its optimizer) and keep the best;
+    `x_fine`: the training images at framing.FINE times the size, for the framing augmentation's crops."""
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
     resuming = state is not None and state["stage"] == stage
@@ -72,14 +74,14 @@ def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, sta
         *extra_callbacks,
     ]
     if initial_epoch < epochs:
-        batches = training_batches(x, y, cfg, initial_epoch, epochs)
+        batches = training_batches(x, y, cfg, initial_epoch, epochs, x_fine)
         model.fit(batches, validation_data=(xv, yv), epochs=epochs, initial_epoch=initial_epoch,
                   steps_per_epoch=math.ceil(len(y) / cfg.batch_size), callbacks=callbacks, verbose=2 if talk else 0,
                   shuffle=False)  # the batches are shuffled already, as a function of (seed, epoch)
     target.set_weights(load_keras_model(best_path).get_weights())
 
 
-def training_batches(x, y, cfg: TrainConfig, first_epoch: int, epochs: int):
+def training_batches(x, y, cfg: TrainConfig, first_epoch: int, epochs: int, x_fine=None):
     """Shuffled batches whose order is a function of (seed, epoch) alone, for epochs first_epoch..epochs-1.
 
     A run resumed at epoch k then sees exactly the batches the killed run would have seen, so it ends with
@@ -92,6 +94,7 @@ def training_batches(x, y, cfg: TrainConfig, first_epoch: int, epochs: int):
     if cfg.class_weight == "balanced":
         weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=y).astype(np.float32)[y]
     x, y, weights = tf.constant(x), tf.constant(y), tf.constant(weights)
+    fine = None if x_fine is None else tf.constant(x_fine)
 
     def epoch_order(epoch):
         return tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([cfg.seed, epoch]))
@@ -104,7 +107,8 @@ def training_batches(x, y, cfg: TrainConfig, first_epoch: int, epochs: int):
     def gather(batch_id, idx):
         images, labels = tf.gather(x, idx), tf.gather(y, idx)
         if framing:  # a draw fixed by (seed, epoch, batch): resuming repeats it exactly
-            images = framing_augmentation(images, labels, tf.stack([cfg.seed, batch_id]), cfg.preprocessing)
+            images = framing_augmentation(images, labels, tf.stack([cfg.seed, batch_id]), cfg.preprocessing,
+                                          None if fine is None else tf.gather(fine, idx))
         return images, labels, tf.gather(weights, idx)
 
     batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
@@ -113,6 +117,16 @@ def training_batches(x, y, cfg: TrainConfig, first_epoch: int, epochs: int):
     options = tf.data.Options()
     options.autotune.enabled = False
     return batches.map(gather, num_parallel_calls=2).prefetch(2).with_options(options)
+
+
+def fine_training_images(train_part, cfg: TrainConfig) -> np.ndarray | None:
+    """The training images at framing.FINE times the size, for sharp framing crops (None without framing)."""
+    if cfg.framing == "none":
+        return None
+    loaded = load_images(train_part.paths, cfg.preprocessing.at_size(FINE * cfg.size))
+    if loaded.paths != [Path(p) for p in train_part.paths]:
+        raise RunError("the training images could not all be read again at the larger size for framing crops")
+    return loaded.images[..., None]
 
 
 def _unfreeze_last_convs(built: Built, n: int) -> None:
@@ -168,7 +182,7 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list | None = None)
 
         if state is None or state["stage"] == "fit":
             _fit(run_dir, first, x, train_part.labels, xv, val_part.labels, cfg, "fit", cfg.epochs,
-                 cfg.learning_rate, state, callbacks or [])
+                 cfg.learning_rate, state, callbacks or [], fine_training_images(train_part, cfg))
         elif built.frozen_base:
             first.set_weights(load_keras_model(run_dir / "checkpoints" / "fit_best.keras").get_weights())
         if cfg.fine_tune and built.frozen_base:
