@@ -1,0 +1,1 @@
+"""What people read: the comparison report of several runs (`compare`) and each run's model card."""
