@@ -145,3 +145,20 @@ def test_every_model_load_goes_through_the_one_loader():
     bypass = [str(p.relative_to(ROOT)) for p in python_files()
               if "saving.load_model(" in p.read_text() and p.name not in ("folder.py", "pretrained.py")]
     assert not bypass, f"load models with cxr.runs.folder.load_keras_model, not keras.saving.load_model: {bypass}"
+
+
+def test_every_package_folder_is_a_regular_package_that_git_keeps():
+    """A folder without __init__.py would import as a namespace package here and be left out of a wheel; a
+    source file that .gitignore matches would be missing from every clone (a root-level `runs/` pattern once
+    hid src/cxr/runs/)."""
+    import shutil
+    import subprocess
+
+    folders = {p.parent for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+    assert not [str(f) for f in folders if not (f / "__init__.py").exists()]
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    sources = [str(p.relative_to(ROOT)) for p in python_files()]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *sources], cwd=ROOT, capture_output=True,
+                             text=True).stdout.split()
+    assert not ignored, f"git ignores these source files: {ignored}"
