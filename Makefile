@@ -35,9 +35,10 @@ setup: $(VENV)/.installed
 
 setup-dev: $(VENV)/.installed-dev
 
-# The main job, in about 12 minutes on 2 CPU cores: the seed's three models, the robust model (the augmented
-# CNN trained with targeted framing augmentation) in its fast form (patience 10), the stress test of each (on
-# 200 images of each side), the data audit, then the comparison report. The model to serve is chosen on
+# The main job, in about 11 minutes on 2 CPU cores with AMX, 22 without (BENCHMARKS.md): the seed's three
+# models, the robust model (the augmented CNN trained with targeted framing augmentation) in its fast form
+# (patience 10), the stress test of each (on 200 images of each side), the data audit, then the comparison
+# report. The model to serve is chosen on
 # validation only, by its worst framing (reports/demo/best_run.txt). `make robust`: the full forms.
 ROBUST := --model cnn_aug --framing targeted --split-seed 42
 E2E := --model vgg16_e2e --size 64 --intensity exact --border frame --lr 1e-4 --label-smoothing 0.1 \
