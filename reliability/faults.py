@@ -10,6 +10,8 @@ from pathlib import Path
 
 from common import ROOT, TRACEBACK, cxr, env_with
 
+from cxr.data.cache import KEYS_SUFFIX, SUFFIX
+
 DAMAGED = "damaged cache file"
 
 
@@ -87,9 +89,10 @@ def cache_corruption(run: Path, data: Path, work: Path, cache: Path) -> dict:
     env = env_with(CXR_CACHE=cache)
     first = cxr("evaluate", run, "--data", data, "--out", work / "clean.json", env=env)
     assert first.returncode == 0, first.stderr[-3000:]
-    images = sorted(p for p in (cache / "images").rglob("*.cxa") if p.parent.name != "sets")
-    sets = sorted((cache / "images").rglob("sets/*.cxa"))
-    damaged = [(images[0], _truncate), (images[1], _overwrite), (sets[0], _overwrite)]
+    # One set of decoded images and the content keys of its rows (cxr.data.cache): damage both.
+    keys = sorted((cache / "images").rglob(f"sets/*{KEYS_SUFFIX}"))[0]
+    images = keys.with_name(keys.name.removesuffix(KEYS_SUFFIX) + SUFFIX)
+    damaged = [(images, _truncate), (keys, _overwrite)]
     for path, damage in damaged:
         damage(path)
     again = cxr("evaluate", run, "--data", data, "--out", work / "again.json", env=env)

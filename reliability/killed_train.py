@@ -10,6 +10,7 @@ feature cache. Nothing in cxr knows about this script: it patches from outside.
 import os
 import signal
 import sys
+from pathlib import Path
 
 
 def _die():
@@ -50,7 +51,8 @@ def patch(point: str) -> None:
         original, saves = keras.Model.save, []
 
         def save(self, filepath, *args, **kwargs):
-            if str(filepath).endswith("last.tmp.keras"):
+            name = Path(filepath).name  # written aside under a hidden name, renamed when complete
+            if name.startswith(".") and name.endswith(".last.keras"):
                 saves.append(filepath)
                 if len(saves) == 2:
                     _half_written(filepath, lambda: original(self, filepath, *args, **kwargs))
