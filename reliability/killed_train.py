@@ -63,7 +63,7 @@ def patch(point: str) -> None:
         original_write = cxr.files.write_atomically
 
         def write_atomically(path, *chunks):
-            if "features" in str(path):
+            if Path(path).parent.name == "features":  # the feature cache (the run's own folder name may say it too)
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 _half_written(tmp, lambda: tmp.write_bytes(b"".join(chunks)))
