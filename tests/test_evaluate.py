@@ -6,6 +6,7 @@ from cxr.evaluation.metrics import (
     bootstrap_ci,
     calibration,
     choose_threshold,
+    choose_threshold_worst_framing,
     expected_calibration_error,
     full_report,
 )
@@ -41,6 +42,48 @@ def test_threshold_is_the_most_specific_one_that_keeps_sensitivity():
     # Any higher threshold loses sensitivity below the target.
     higher = min(p for p in probs if p > threshold)
     assert binary_metrics(labels, probs, higher)["sensitivity"] < 0.95
+
+
+def _framed_scores(rng, n=400, shift=0.25):
+    """Scores of unchanged validation images and of two tighter copies, each crop pulling every score towards
+    the middle (a crop hides evidence both ways: pneumonia scores fall, normal scores rise)."""
+    labels = rng.integers(0, 2, n)
+    base = np.clip(0.15 + 0.7 * labels + rng.normal(0, 0.12, n), 0, 1)
+    copies = [base] + [base + (0.5 - base) * shift * k + rng.normal(0, 0.03, n) for k in (1, 2)]
+    return np.tile(labels, 3), np.clip(np.concatenate(copies), 0, 1), np.repeat([0, 1, 2], n)
+
+
+def test_framed_threshold_does_best_on_the_worst_framing_and_keeps_the_sensitivity_floor():
+    labels, probs, framings = _framed_scores(np.random.default_rng(0))
+    threshold = choose_threshold_worst_framing(labels, probs, framings)
+
+    def worst_balanced(t):
+        return min((binary_metrics(labels[framings == f], probs[framings == f], t)["sensitivity"]
+                    + binary_metrics(labels[framings == f], probs[framings == f], t)["specificity"]) / 2
+                   for f in (0, 1, 2))
+
+    best = max(worst_balanced(t) for t in np.arange(0.01, 1.0, 0.01))
+    assert worst_balanced(threshold) >= best - 0.01
+    # Where the best balance would miss more than 5% of the unchanged pneumonia X-rays, the floor wins: one
+    # pneumonia X-ray in five is a hard case scored between 0.3 and 0.6.
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 600)
+    hard = rng.random(600) < 0.2
+    probs = np.where(labels == 1, np.where(hard, rng.uniform(0.3, 0.6, 600), rng.normal(0.85, 0.05, 600)),
+                     rng.normal(0.2, 0.1, 600)).clip(0, 1)
+    framings = np.zeros(600, int)
+    threshold = choose_threshold_worst_framing(labels, probs, framings)
+    assert binary_metrics(labels, probs, threshold)["sensitivity"] >= 0.95
+    assert binary_metrics(labels, probs, 0.5)["sensitivity"] < 0.95  # where balance alone would put it
+
+
+def test_framed_threshold_does_not_ride_on_a_few_borderline_images():
+    labels, probs, framings = _framed_scores(np.random.default_rng(1))
+    threshold = choose_threshold_worst_framing(labels, probs, framings)
+    moved = probs.copy()
+    near = np.argsort(np.abs(probs - threshold))[:5]  # the five images closest to the threshold change sides
+    moved[near] = np.where(probs[near] >= threshold, threshold - 0.02, threshold + 0.02)
+    assert abs(choose_threshold_worst_framing(labels, moved, framings) - threshold) <= 0.02
 
 
 def test_threshold_on_perfectly_separated_scores_keeps_everything_right():

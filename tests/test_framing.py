@@ -44,6 +44,7 @@ def test_framed_validation_adds_a_tighter_copy_of_every_image(tmp_path):
     framed = framed_validation(part, prep)
     assert len(framed.labels) == 3 * (1 + len(FRAMED_CROPS))
     assert list(framed.labels) == [0, 1, 0] * 3 and framed.patients[3:6] == ["a", "b", "c"]
+    assert list(framed.framings) == [0] * 3 + [1] * 3 + [2] * 3  # the threshold rule tells the copies apart
     expected = prep.apply(crop_borders(read_grayscale(paths[0].read_bytes(), 32), FRAMED_CROPS[0]))
     np.testing.assert_array_equal(framed.images[3, ..., 0], expected)
     assert not np.array_equal(framed.images[0], framed.images[3])

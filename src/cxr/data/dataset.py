@@ -20,6 +20,7 @@ class Part:
     labels: np.ndarray  # (n,) int 0/1
     paths: list[Path]
     patients: list[str]  # one per image: bootstrap intervals resample patients, not images
+    framings: np.ndarray | None = None  # (n,) which framed copy each row is (0: unchanged); None: all unchanged
 
 
 @dataclass

@@ -43,6 +43,7 @@ def framed_validation(part, prep):
     from cxr.data.pixels import ImageError
 
     images, labels, paths, patients = [part.images], [part.labels], list(part.paths), list(part.patients)
+    framings = [np.zeros(len(part.labels), np.int32)]
     originals = []
     for i, path in enumerate(part.paths):
         try:
@@ -50,12 +51,13 @@ def framed_validation(part, prep):
         except (OSError, ImageError):
             continue
     kept = [i for i, _ in originals]
-    for share in FRAMED_CROPS:
+    for copy, share in enumerate(FRAMED_CROPS, start=1):
         images.append(np.stack([prep.apply(crop_borders(im, share)) for _, im in originals])[..., None])
         labels.append(part.labels[kept])
+        framings.append(np.full(len(kept), copy, np.int32))
         paths += [part.paths[i] for i in kept]
         patients += [part.patients[i] for i in kept]
-    return Part(np.concatenate(images), np.concatenate(labels), paths, patients)
+    return Part(np.concatenate(images), np.concatenate(labels), paths, patients, np.concatenate(framings))
 
 
 def framing_augmentation(images, labels, seed, prep: Preprocessing = PLAIN, fine=None):

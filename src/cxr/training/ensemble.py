@@ -64,7 +64,7 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
     members = [str(r) for r in run_dirs]
     write_json(out / "config.json", {"model": "ensemble", "members": members, "tta": tta, "cxr_version": __version__})
     info = {
-        **{k: infos[0][k] for k in ("size", "classes", "preprocessing", "input", "threshold_rule")},
+        **{k: infos[0][k] for k in ("size", "classes", "preprocessing", "input")},
         "model": "ensemble", "members": members, "tta": tta,
         "weights_note": "mean of " + ", ".join(f"{r.name} ({i['weights_note'] or 'from scratch'})"
                                               for r, i in zip(run_dirs, infos)),

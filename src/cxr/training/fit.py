@@ -17,7 +17,8 @@ from cxr.data.cache import load_images
 from cxr.data.dataset import Prepared, prepare
 from cxr.data.framing import FINE, framed_validation, framing_augmentation
 from cxr.errors import UsageError
-from cxr.evaluation.metrics import THRESHOLD_RULE, calibration, choose_threshold
+from cxr.evaluation.metrics import (FRAMED_THRESHOLD_RULE, THRESHOLD_RULE, calibration, choose_threshold,
+                                    choose_threshold_worst_framing)
 from cxr.inference.ood import fit_for_run
 from cxr.inference.precision import resolve_precision
 from cxr.inference.predictor import Predictor
@@ -30,7 +31,6 @@ from cxr.training.devices import distribution
 from cxr.training.features import cached_features
 
 log = logging.getLogger(__name__)
-FRAMED_RULE = ", pooled with its copies cropped 10% and 20% from every side"
 MIN_DELTA = 1e-3  # smallest drop of validation loss that counts as an improvement for early stopping
 
 
@@ -201,7 +201,7 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list | None = None)
         "model": cfg.model, "size": cfg.size, "classes": list(CLASSES),
         "preprocessing": cfg.preprocessing.to_dict(),
         "input": "grayscale uint8 0..255 after the preprocessing above; the model normalises itself",
-        "threshold": None, "threshold_rule": THRESHOLD_RULE + (FRAMED_RULE if cfg.framed_validation else ""),
+        "threshold": None, "threshold_rule": None,
         "weights_note": built.weights_note,
         "parameters": int(final.count_params()),
         "flops_per_image": model_flops(final),
@@ -234,10 +234,15 @@ def calibrated_on_validation(model: keras.Model, info: dict, val_part) -> dict:
     raw = Predictor.from_model(model, info).predict(val_part.images)
     temperature = fit_temperature(val_part.labels, raw)
     calibrated = apply_temperature(raw, temperature)
+    if val_part.framings is None:
+        threshold, rule = choose_threshold(val_part.labels, calibrated), THRESHOLD_RULE
+    else:
+        threshold = choose_threshold_worst_framing(val_part.labels, calibrated, val_part.framings)
+        rule = FRAMED_THRESHOLD_RULE
     return {**info, "temperature": temperature,
             "calibration_on_validation": {"before": calibration(val_part.labels, raw),
                                           "after": calibration(val_part.labels, calibrated)},
-            "threshold": choose_threshold(val_part.labels, calibrated)}
+            "threshold": threshold, "threshold_rule": rule}
 
 
 def summary_text(model: keras.Model) -> str:
