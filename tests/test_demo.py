@@ -28,6 +28,15 @@ def test_the_miniature_demo_serves_the_run_it_chose(real_subset, tmp_path, monke
     chosen = Path((report / "best_run.txt").read_text().strip())
     assert chosen.parent == runs and (chosen / "model.keras").is_file()
     assert (report / "report.html").is_file() and (report / "audit" / "audit.json").is_file()
+    # The seed models are stress-tested on the framings only, the robust model on every change; the report
+    # shows both without inventing a number for what did not run.
+    from cxr.evaluation.stress import PERTURBATIONS
+    from cxr.runs.folder import read_json
+
+    assert set(read_json(runs / "cnn" / "stress.json")["perturbations"]) == {"borders_cropped_10%",
+                                                                             "borders_cropped_20%"}
+    assert set(read_json(runs / "cnn_framed" / "stress.json")["perturbations"]) == set(PERTURBATIONS)
+    assert "| cnn | " in (report / "report.md").read_text() and "not run" in (report / "report.md").read_text()
     with Server(chosen) as server:
         answer = server.predict(FULLRES / "NORMAL" / "IM-0217-0001.jpeg")
     assert 0.0 <= answer["probability"] <= 1.0 and answer["label"] in ("NORMAL", "PNEUMONIA")

@@ -164,7 +164,8 @@ def cmd_stress(args) -> None:
         stress_run(run, side="val", predictor=predictor, images=args.images, changes=changes)  # for `cxr compare`
         print(f"{run}:")
         print(stress_table(result))
-        print(f"worst photometric change of ROC AUC: {result['worst_photometric_auc_change']:+.3f}; "
+        worst = result["worst_photometric_auc_change"]
+        print(f"worst photometric change of ROC AUC: {'not run' if worst is None else f'{worst:+.3f}'}; "
               f"shortcut probe on the run's input: {result['shortcut_probe_auc']:.3f}")
         print(f"written: {Path(run) / 'stress.json'}, {Path(run) / 'stress_val.json'}, "
               f"{Path(run) / 'figures' / 'stress.png'}\n")

@@ -185,7 +185,7 @@ def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predict
         result["perturbations"][name] = {"kind": kind, **metrics}
     result["shortcut_probe_auc"] = shortcut_probe(inputs["none"], labels, patients)
     photometric = [p["roc_auc_change"] for p in result["perturbations"].values() if p["kind"] == "photometric"]
-    result["worst_photometric_auc_change"] = min(photometric, default=0.0)
+    result["worst_photometric_auc_change"] = min(photometric, default=None)  # None: no photometric change run
     result["mean_roc_auc"] = float(np.mean([baseline["roc_auc"]] + [
         p["roc_auc"] for p in result["perturbations"].values()]))
     if side == "test":

@@ -96,10 +96,11 @@ def _stress_summary(runs) -> str:
              "|---|---|---|---|---|"]
     for r in runs:
         stress = read_json(r["dir"] / "stress.json")
-        worst = {kind: min(p["roc_auc_change"] for p in stress["perturbations"].values() if p["kind"] == kind)
-                 for kind in ("photometric", "geometric")}
-        lines.append(f"| {r['name']} | {stress['baseline']['roc_auc']:.3f} | {worst['photometric']:+.3f} "
-                     f"| {worst['geometric']:+.3f} | {stress['shortcut_probe_auc']:.3f} |")
+        worst = [min((p["roc_auc_change"] for p in stress["perturbations"].values() if p["kind"] == kind),
+                     default=None) for kind in ("photometric", "geometric")]
+        shown = " | ".join("not run" if w is None else f"{w:+.3f}" for w in worst)
+        lines.append(f"| {r['name']} | {stress['baseline']['roc_auc']:.3f} | {shown} "
+                     f"| {stress['shortcut_probe_auc']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
