@@ -10,7 +10,7 @@ from pathlib import Path
 
 from common import ROOT, TRACEBACK, cxr, env_with
 
-from cxr.data.cache import KEYS_SUFFIX, SUFFIX
+from cxr.data.cache import KEYS_SUFFIX, set_of
 
 DAMAGED = "damaged cache file"
 
@@ -91,7 +91,7 @@ def cache_corruption(run: Path, data: Path, work: Path, cache: Path) -> dict:
     assert first.returncode == 0, first.stderr[-3000:]
     # One set of decoded images and the content keys of its rows (cxr.data.cache): damage both.
     keys = sorted((cache / "images").rglob(f"sets/*{KEYS_SUFFIX}"))[0]
-    images = keys.with_name(keys.name.removesuffix(KEYS_SUFFIX) + SUFFIX)
+    images = set_of(keys)
     damaged = [(images, _truncate), (keys, _overwrite)]
     for path, damage in damaged:
         damage(path)

@@ -37,6 +37,13 @@ def test_the_miniature_demo_serves_the_run_it_chose(real_subset, tmp_path, monke
                                                                              "borders_cropped_20%"}
     assert set(read_json(runs / "cnn_framed" / "stress.json")["perturbations"]) == set(PERTURBATIONS)
     assert "| cnn | " in (report / "report.md").read_text() and "not run" in (report / "report.md").read_text()
+    # Only the model trained to ignore framing takes its threshold on the worst framing; a seed model, near
+    # chance on some framing at any threshold, keeps the screening rule.
+    from cxr.evaluation.metrics import FRAMED_THRESHOLD_RULE, THRESHOLD_RULE
+
+    assert read_json(runs / "cnn_framed" / "model.json")["threshold_rule"] == FRAMED_THRESHOLD_RULE
+    for seed_run in ("cnn", "cnn_aug", "vgg16"):
+        assert read_json(runs / seed_run / "model.json")["threshold_rule"].startswith(THRESHOLD_RULE)
     with Server(chosen) as server:
         answer = server.predict(FULLRES / "NORMAL" / "IM-0217-0001.jpeg")
     assert 0.0 <= answer["probability"] <= 1.0 and answer["label"] in ("NORMAL", "PNEUMONIA")

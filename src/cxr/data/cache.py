@@ -67,8 +67,13 @@ def _set_path(folder: Path, keys) -> Path:
     return folder / "sets" / f"{hashlib.sha256(chr(10).join(keys).encode()).hexdigest()[:32]}{SUFFIX}"
 
 
-def _keys_path(set_path: Path) -> Path:
+def keys_of(set_path: Path) -> Path:
     return set_path.with_name(set_path.name.removesuffix(SUFFIX) + KEYS_SUFFIX)
+
+
+def set_of(keys_path: Path) -> Path:
+    """The set whose row keys `keys_path` holds (the inverse of keys_of)."""
+    return keys_path.with_name(keys_path.name.removesuffix(KEYS_SUFFIX) + SUFFIX)
 
 
 def _stored_rows(folder: Path, wanted: set[str]) -> dict[str, np.ndarray]:
@@ -81,7 +86,7 @@ def _stored_rows(folder: Path, wanted: set[str]) -> dict[str, np.ndarray]:
         keys = load_array(keys_file)
         if keys is None or not (wanted - found.keys()) & set(keys.tolist()):
             continue
-        images = load_array(keys_file.with_name(keys_file.name.removesuffix(KEYS_SUFFIX) + SUFFIX))
+        images = load_array(set_of(keys_file))
         if images is None or len(images) != len(keys):
             continue
         found.update((k, images[i]) for i, k in enumerate(keys.tolist()) if k in wanted and k not in found)
@@ -92,7 +97,7 @@ def _save_set(folder: Path, images: np.ndarray, keys: list[str]) -> None:
     path = _set_path(folder, keys)
     if not path.exists():
         save_array(path, images)
-        save_array(_keys_path(path), np.array(keys))  # written last: a set without its keys is never used
+        save_array(keys_of(path), np.array(keys))  # written last: a set without its keys is never used
 
 
 def _save_in_background(folder: Path, images: np.ndarray, keys: list[str]) -> None:
@@ -117,7 +122,8 @@ def load_images(
     """
     paths = [Path(p) for p in paths]
     if not use_cache or not paths:
-        return _stacked(_load_each(paths, prep, progress), prep)
+        images, loaded, keys, skipped = _load_each(paths, prep, progress)
+        return LoadedImages(_stacked(images, prep), loaded, keys, skipped)
     wait_for_writes()
     folder = (cache_dir or cache_root()) / "images" / prep.key
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -127,25 +133,25 @@ def load_images(
         images.flags.writeable = False
         return LoadedImages(images, paths, dict(zip(paths, file_keys)))
     stored = _stored_rows(folder, set(readable))
-    fresh = _load_each([p for p, k in zip(paths, file_keys) if k not in stored], prep, progress)
-    decoded = dict(zip(fresh.paths, fresh.images))
+    fresh_images, fresh_paths, fresh_keys, skipped = _load_each(
+        [p for p, k in zip(paths, file_keys) if k not in stored], prep, progress)
+    decoded = dict(zip(fresh_paths, fresh_images))
     loaded = [p for p, k in zip(paths, file_keys) if k in stored or p in decoded]
-    keys = {p: k for p, k in zip(paths, file_keys) if k is not None} | fresh.keys
-    result = _stacked(LoadedImages([stored.get(keys[p], decoded.get(p)) for p in loaded], loaded, keys,
-                                   fresh.skipped), prep)
+    keys = {p: k for p, k in zip(paths, file_keys) if k is not None} | fresh_keys
+    result = LoadedImages(_stacked([stored.get(keys[p], decoded.get(p)) for p in loaded], prep), loaded, keys,
+                          skipped)
     if loaded:
         result.images.flags.writeable = False
         _save_in_background(folder, result.images, [keys[p] for p in loaded])
     return result
 
 
-def _stacked(loaded: LoadedImages, prep: Preprocessing) -> LoadedImages:
-    """`loaded` with its list of images as one array (allocated once: first touches of fresh memory cost)."""
-    stacked = np.empty((len(loaded.images), prep.size, prep.size), np.uint8)
-    for i, image in enumerate(loaded.images):
+def _stacked(images: list[np.ndarray], prep: Preprocessing) -> np.ndarray:
+    """The images as one array, allocated once (first touches of fresh memory cost)."""
+    stacked = np.empty((len(images), prep.size, prep.size), np.uint8)
+    for i, image in enumerate(images):
         stacked[i] = image
-    loaded.images = stacked
-    return loaded
+    return stacked
 
 
 def _load_all(paths: list[Path], prep: Preprocessing):
@@ -164,7 +170,8 @@ def _load_all(paths: list[Path], prep: Preprocessing):
             yield from pool.map(_load_one, paths, repeat(prep))
 
 
-def _load_each(paths: list[Path], prep: Preprocessing, progress: bool) -> LoadedImages:
+def _load_each(paths: list[Path], prep: Preprocessing, progress: bool):
+    """(images, their paths, path -> content key of every readable file, (path, reason) of each skipped)."""
     bar = None
     if progress and len(paths) > 200 and log.isEnabledFor(logging.INFO):  # `cxr -q`: no bar
         import keras
@@ -185,4 +192,4 @@ def _load_each(paths: list[Path], prep: Preprocessing, progress: bool) -> Loaded
             bar.update(i + 1)
     if bar is not None:
         bar.update(len(paths), finalize=True)
-    return LoadedImages(images, loaded, keys, skipped)  # a list of images: the caller stacks it once
+    return images, loaded, keys, skipped  # a list of images: the caller stacks it once

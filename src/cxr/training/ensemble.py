@@ -73,12 +73,13 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
     }
     prep = Preprocessing.from_dict(info)
     val_part, _, _ = load_part(read_split_csv(out / "split.csv").part("val"), prep)
-    if config_from_run(run_dirs[0]).framed_validation:  # chosen on what the members were chosen on
+    member = config_from_run(run_dirs[0])
+    if member.framed_validation:  # chosen on what the members were chosen on
         val_part = framed_validation(val_part, prep)
     if (run_dirs[0] / GUARD_FILE).exists():  # same preprocessing and split: the same training X-rays
         shutil.copy(run_dirs[0] / GUARD_FILE, out / GUARD_FILE)
         info["ood"] = infos[0]["ood"]
-    write_json(out / INFO_FILE, calibrated_on_validation(model, info, val_part))
+    write_json(out / INFO_FILE, calibrated_on_validation(model, info, val_part, worst_framing=member.framing != "none"))
     trainings = [read_json(r / "training.json") for r in run_dirs]
     write_json(out / "training.json", {
         **{k: trainings[0][k] for k in ("split_note", "images", "skipped", "precision")},

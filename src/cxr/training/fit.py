@@ -31,6 +31,7 @@ from cxr.training.devices import distribution
 from cxr.training.features import cached_features
 
 log = logging.getLogger(__name__)
+POOLED = ", pooled with its copies cropped 10% and 20% from every side"
 MIN_DELTA = 1e-3  # smallest drop of validation loss that counts as an improvement for early stopping
 
 
@@ -208,7 +209,7 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list | None = None)
         "trainable_parameters": int(sum(np.prod(w.shape) for w in final.trainable_weights)),
         "cxr_version": __version__,
     }
-    info = calibrated_on_validation(final, info, val_part)
+    info = calibrated_on_validation(final, info, val_part, worst_framing=cfg.framing != "none")
     info["ood"] = fit_for_run(run_dir, train_part.images, unchanged_val.images)
     write_json(run_dir / INFO_FILE, info)
     history = read_history(run_dir)
@@ -229,16 +230,20 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list | None = None)
     return run_dir
 
 
-def calibrated_on_validation(model: keras.Model, info: dict, val_part) -> dict:
-    """info with the temperature fitted on validation, and the threshold chosen on the calibrated probabilities."""
+def calibrated_on_validation(model: keras.Model, info: dict, val_part, worst_framing: bool = False) -> dict:
+    """info with the temperature fitted on validation, and the threshold chosen on the calibrated probabilities:
+    on the worst framing where `worst_framing` (a model trained to ignore framing) and validation has framed
+    copies, else under the screening rule. A model that reads framing as pneumonia is near chance on some
+    framing at every threshold: the worst-framing rule would then choose nothing meaningful."""
     raw = Predictor.from_model(model, info).predict(val_part.images)
     temperature = fit_temperature(val_part.labels, raw)
     calibrated = apply_temperature(raw, temperature)
-    if val_part.framings is None:
-        threshold, rule = choose_threshold(val_part.labels, calibrated), THRESHOLD_RULE
-    else:
+    if worst_framing and val_part.framings is not None:
         threshold = choose_threshold_worst_framing(val_part.labels, calibrated, val_part.framings)
         rule = FRAMED_THRESHOLD_RULE
+    else:
+        threshold = choose_threshold(val_part.labels, calibrated)
+        rule = THRESHOLD_RULE + (POOLED if val_part.framings is not None else "")
     return {**info, "temperature": temperature,
             "calibration_on_validation": {"before": calibration(val_part.labels, raw),
                                           "after": calibration(val_part.labels, calibrated)},
