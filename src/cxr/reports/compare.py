@@ -12,11 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from cxr import figures
-
 from cxr.evaluation import selection
+from cxr.evaluation.stress import PERTURBATIONS, stress_run
 from cxr.reports.model_card import write_model_card
 from cxr.runs.folder import read_history, read_json, write_json
-from cxr.evaluation.stress import PERTURBATIONS, stress_run
 
 COLUMNS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc")
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from cxr.evaluation import selection
 from cxr.data.preprocess import Preprocessing
+from cxr.evaluation import selection
 from cxr.runs.folder import read_json
 
 INTENDED_USE = (

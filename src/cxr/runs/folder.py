@@ -17,8 +17,8 @@ Run folder layout:
 import json
 from pathlib import Path
 
-from cxr.files import write_atomically
 from cxr.errors import RunError
+from cxr.files import write_atomically
 
 MODEL_FILE = "model.keras"
 INFO_FILE = "model.json"  # input size, labels, threshold and its rule, weights note

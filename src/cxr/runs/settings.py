@@ -4,8 +4,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cxr.data.preprocess import BORDER_MODES, INTENSITY_MODES, RESIZE_MODES, Preprocessing
 from cxr.data.framing import FRAMING_MODES
+from cxr.data.preprocess import BORDER_MODES, INTENSITY_MODES, RESIZE_MODES, Preprocessing
 from cxr.runs.folder import read_json
 
 

@@ -17,8 +17,13 @@ from cxr.data.cache import load_images
 from cxr.data.dataset import Prepared, prepare
 from cxr.data.framing import FINE, framed_validation, framing_augmentation
 from cxr.errors import UsageError
-from cxr.evaluation.metrics import (FRAMED_THRESHOLD_RULE, THRESHOLD_RULE, calibration, choose_threshold,
-                                    choose_threshold_worst_framing)
+from cxr.evaluation.metrics import (
+    FRAMED_THRESHOLD_RULE,
+    THRESHOLD_RULE,
+    calibration,
+    choose_threshold,
+    choose_threshold_worst_framing,
+)
 from cxr.inference.ood import fit_for_run
 from cxr.inference.precision import resolve_precision
 from cxr.inference.predictor import Predictor
