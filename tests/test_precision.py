@@ -10,6 +10,7 @@ from cxr.inference import precision
                                                (0.040, 0.036, "float32")])  # barely faster: float32 is exact
 def test_auto_follows_the_measurement_and_measures_once(f32, bf16, chosen, tmp_path, monkeypatch):
     monkeypatch.setenv("CXR_CACHE", str(tmp_path))
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)  # the run may be capped already: start uncapped
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
     timed = []
     monkeypatch.setattr(precision, "_step_seconds", lambda policy: timed.append(policy) or
