@@ -50,12 +50,14 @@ def choose_threshold_worst_framing(labels, probs, framings) -> float:
         worst = np.minimum(worst, (sensitivity + 1.0 - positive[:, healthy].mean(axis=1)) / 2)
         if framing == 0:
             unchanged_sensitivity = sensitivity
-    if unchanged_sensitivity is None:  # one class only among the unchanged images: no curve to choose on
-        return choose_threshold(labels, probs)
-    k = round(WINDOW / 0.01)
-    smoothed = np.convolve(np.pad(worst, k, mode="edge"), np.ones(2 * k + 1) / (2 * k + 1), mode="valid")
-    smoothed[unchanged_sensitivity < FRAMED_FLOOR] = -np.inf
-    return float(grid[np.argmax(smoothed)]) if np.isfinite(smoothed).any() else choose_threshold(labels, probs)
+    if unchanged_sensitivity is not None:
+        k = round(WINDOW / 0.01)
+        smoothed = np.convolve(np.pad(worst, k, mode="edge"), np.ones(2 * k + 1) / (2 * k + 1), mode="valid")
+        smoothed[unchanged_sensitivity < FRAMED_FLOOR] = -np.inf
+        if np.isfinite(smoothed).any():
+            return float(grid[np.argmax(smoothed)])
+    # No curve to choose on (one class only among the unchanged images), or no threshold keeps the floor.
+    return choose_threshold(labels, probs)
 
 
 def _safe_div(a, b):

@@ -207,7 +207,6 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list | None = None)
         "model": cfg.model, "size": cfg.size, "classes": list(CLASSES),
         "preprocessing": cfg.preprocessing.to_dict(),
         "input": "grayscale uint8 0..255 after the preprocessing above; the model normalises itself",
-        "threshold": None, "threshold_rule": None,
         "weights_note": built.weights_note,
         "parameters": int(final.count_params()),
         "flops_per_image": model_flops(final),
