@@ -35,7 +35,7 @@ setup: $(VENV)/.installed
 
 setup-dev: $(VENV)/.installed-dev
 
-# The main job, in about 12 minutes on 2 CPU cores with AMX, 18 without (BENCHMARKS.md): the seed's three
+# The main job, in about 12 minutes on 2 CPU cores with AMX, 16 without (BENCHMARKS.md): the seed's three
 # models, the robust model (the augmented CNN trained with targeted framing augmentation) in its fast form
 # (patience 10), the stress test of each (the seed models on 200 images a side and the framings only),
 # the data audit, then the comparison
