@@ -1,4 +1,5 @@
-"""`cxr ensemble`: a run folder like any other, equal to its member when averaged with itself."""
+"""`cxr ensemble`: a run folder like any other, equal to its member when averaged with itself; a member at a
+whole fraction of the size sees the image averaged down."""
 
 import csv
 import io
@@ -42,12 +43,34 @@ def test_ensemble_with_test_time_augmentation_predicts_and_explains(trained_run,
     assert len(list((tmp_path / "cam").glob("*.png"))) == 1
 
 
-def test_members_with_different_preprocessing_are_refused(trained_run, tmp_path):
+@pytest.mark.parametrize("field, value", [("intensity", "none"), ("size", 48)])
+def test_members_with_different_preprocessing_are_refused(trained_run, tmp_path, field, value):
+    """Another intensity step, or a size that is no whole fraction of the largest (48 beside 64)."""
     other = tmp_path / "other"
     shutil.copytree(trained_run, other)
     info = json.loads((other / "model.json").read_text())
-    info["preprocessing"]["intensity"] = "none"
+    info["preprocessing"][field] = value
     (other / "model.json").write_text(json.dumps(info))
     result = run_cxr("ensemble", trained_run, other, "--out", tmp_path / "mixed")
     assert result.returncode != 0 and "share their preprocessing" in result.stderr
     assert not (tmp_path / "mixed").exists()
+
+
+def test_a_member_at_half_the_size_sees_the_image_averaged_over_2x2_blocks():
+    import keras
+    import numpy as np
+
+    from cxr.training.ensemble import build_ensemble
+
+    def member(size, seed):  # a probability that depends on every pixel, differently for each
+        keras.utils.set_random_seed(seed)
+        image = keras.Input((size, size, 1))
+        out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(image))
+        return keras.Model(image, out)
+
+    big, small = member(8, 1), member(4, 2)
+    x = np.random.default_rng(0).uniform(0, 1, (3, 8, 8, 1)).astype(np.float32)
+    blocks = x.reshape(3, 4, 2, 4, 2, 1).mean(axis=(2, 4))
+    expected = (big.predict(x, verbose=0) + small.predict(blocks, verbose=0)) / 2
+    ensemble = build_ensemble([big, small], [8, 4], 8, tta=False)
+    np.testing.assert_allclose(ensemble.predict(x, verbose=0), expected, atol=1e-6)

@@ -17,7 +17,7 @@ from cxr.errors import UsageError
 from cxr.files import file_sha256
 from cxr.inference.ood import load_for_run
 from cxr.inference.temperature import apply_temperature, calibrated
-from cxr.runs.folder import ONNX_FILE, ONNX_META, RunError, load_run
+from cxr.runs.folder import INFO_FILE, ONNX_FILE, ONNX_META, RunError, load_run, read_json
 
 
 class Predictor:
@@ -98,11 +98,14 @@ class Predictor:
         return decode(data, self.preprocessing)
 
     def explained_model(self):
-        """The model whose evidence maps are shown: the run's own, or for an ensemble its first member."""
+        """The model whose evidence maps are shown: the run's own, or for an ensemble its first member that
+        takes the ensemble's input as it is."""
         if self.model is None:
             raise RunError("explanations need the Keras engine (gradients are not available from ONNX Runtime)")
         if "members" in self.info:
-            return load_run(Path(self.info["members"][0]))[0]
+            member = next(Path(m) for m in self.info["members"]
+                          if int(read_json(Path(m) / INFO_FILE)["size"]) == self.size)
+            return load_run(member)[0]
         return self.model
 
     def label(self, prob: float) -> str:

