@@ -73,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--data", type=Path, help="folder with NORMAL/ and PNEUMONIA/ (or a Kaggle layout)")
     e.add_argument("--out", type=Path, help="metrics file (default RUN/metrics.json)")
     e.add_argument("--threshold", type=float, help=OWN_THRESHOLD)
+    e.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto", help=PRECISION)
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("compare", help="comparison report (Markdown + self-contained HTML) of several runs")

@@ -60,7 +60,7 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from cxr.evaluation.evaluate import evaluate_run
 
-    report = evaluate_run(args.run, data=args.data, out=args.out, threshold=args.threshold)
+    report = evaluate_run(args.run, data=args.data, out=args.out, threshold=args.threshold, precision=args.precision)
     print(_headline(report))
     if report["skipped"]:
         print(f"skipped {len(report['skipped'])} unreadable files")

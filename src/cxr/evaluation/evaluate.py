@@ -14,10 +14,10 @@ from cxr.inference.predictor import Predictor
 from cxr.runs.folder import read_history, write_json
 
 
-def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None) -> dict:
+def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None, precision: str = "auto") -> dict:
     """Metrics at the run's validation threshold, or at `threshold` when the caller wants another one."""
     run_dir = Path(run_dir)
-    predictor = Predictor(run_dir, threshold=threshold)
+    predictor = Predictor(run_dir, threshold=threshold, precision=precision)
     info = predictor.info
     rule = info.get("threshold_rule", THRESHOLD_RULE) if threshold is None else "given by the user (--threshold)"
     if data is None:

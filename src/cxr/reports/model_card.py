@@ -28,6 +28,16 @@ def _fmt(metrics: dict, name: str) -> str:
     return f"{metrics[name]:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def _members(info: dict, size: int) -> list[str]:
+    """An ensemble's members and the input each sees (a smaller one: the input averaged over blocks)."""
+    if "members" not in info:
+        return []
+    sizes = info.get("member_sizes", [size] * len(info["members"]))
+    seen = [f"`{Path(m).name}` ({s} px" + (f": the input averaged over {size // s} x {size // s} blocks)" if s < size
+                                            else ")") for m, s in zip(info["members"], sizes)]
+    return [f"- mean probability of: {', '.join(seen)}"]
+
+
 def write_model_card(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     info, training = read_json(run_dir / "model.json"), read_json(run_dir / "training.json")
@@ -41,6 +51,7 @@ def write_model_card(run_dir: Path) -> Path:
              f"({info['trainable_parameters']:,} trainable); weights: {info['weights_note'] or 'trained from scratch'}",
              f"- input: {prep['size']} x {prep['size']} grayscale; resize `{prep['resize']}`, intensity "
              f"`{prep['intensity']}`, border `{prep['border']}` (stored in model.json, applied by every path)",
+             *_members(info, prep["size"]),
              f"- decision threshold {info['threshold']:.3f}: {info['threshold_rule']}",
              f"- temperature {info.get('temperature', 1.0):.3f} (fitted on validation)",
              f"- which run `cxr compare` serves: {selection.RULE}", ""]

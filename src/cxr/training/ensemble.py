@@ -76,7 +76,7 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
     write_json(out / "config.json", {"model": "ensemble", "members": members, "tta": tta, "cxr_version": __version__})
     info = {
         **{k: infos[first][k] for k in ("size", "classes", "preprocessing", "input")},
-        "model": "ensemble", "members": members, "tta": tta,
+        "model": "ensemble", "members": members, "member_sizes": [p.size for p in preps], "tta": tta,
         "weights_note": "mean of " + ", ".join(f"{r.name} ({i['weights_note'] or 'from scratch'})"
                                               for r, i in zip(run_dirs, infos)),
         "parameters": int(model.count_params()), "trainable_parameters": 0, "cxr_version": __version__,
