@@ -35,7 +35,7 @@ setup: $(VENV)/.installed
 
 setup-dev: $(VENV)/.installed-dev
 
-# The main job, in about 12 minutes on 2 CPU cores with AMX, 16 without (BENCHMARKS.md): the seed's three
+# The main job, in about 15 minutes on 2 CPU cores with AMX, 30 without (BENCHMARKS.md): the seed's three
 # models, then the robust model in its fast form: the augmented CNN trained with targeted framing augmentation
 # (patience 10) and VGG16 fine-tuned end to end at 64 px with the same augmentation (8 epochs), averaged by
 # `cxr ensemble` (the VGG16 sees the CNN's 128 px input averaged over 2 x 2 blocks). Then the stress test
