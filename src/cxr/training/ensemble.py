@@ -4,8 +4,9 @@ saved as a run folder of its own (one Keras model, so every path serves it like 
 Members must share their preprocessing and their split, so the ensemble's validation split, on which its
 temperature and threshold are chosen, is one that no member trained on. Their sizes may differ by whole
 factors: the ensemble takes the largest, and a member trained at 1/k of it sees that image averaged over k x k
-blocks, which is what area resampling of the original to its size gives (a 64 px VGG16 beside a 128 px CNN:
-validation ROC AUC 0.9908 through the averaging against 0.9907 on its own input).
+blocks: area resampling, close to its own resampling of the original for the plain input (a 64 px VGG16 beside
+a 128 px CNN: validation ROC AUC 0.9908 through the averaging against 0.9907 on its own input), and only an
+approximation where the preprocessing equalizes or blanks a frame after resizing.
 """
 
 import shutil
