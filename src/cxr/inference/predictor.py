@@ -17,7 +17,7 @@ from cxr.errors import UsageError
 from cxr.files import file_sha256
 from cxr.inference.ood import load_for_run
 from cxr.inference.temperature import apply_temperature, calibrated
-from cxr.runs.folder import INFO_FILE, ONNX_FILE, ONNX_META, RunError, load_run, read_json
+from cxr.runs.folder import ONNX_FILE, ONNX_META, RunError, ensemble_members, load_run
 
 
 class Predictor:
@@ -103,9 +103,7 @@ class Predictor:
         if self.model is None:
             raise RunError("explanations need the Keras engine (gradients are not available from ONNX Runtime)")
         if "members" in self.info:
-            member = next(Path(m) for m in self.info["members"]
-                          if int(read_json(Path(m) / INFO_FILE)["size"]) == self.size)
-            return load_run(member)[0]
+            return load_run(next(m for m, size in ensemble_members(self.info) if size == self.size))[0]
         return self.model
 
     def label(self, prob: float) -> str:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from cxr.data.preprocess import Preprocessing
 from cxr.evaluation import selection
-from cxr.runs.folder import read_json
+from cxr.runs.folder import ensemble_members, read_json
 
 INTENDED_USE = (
     "Research and teaching: screening-style triage of pediatric (1-5 years) frontal chest X-rays into NORMAL or "
@@ -30,12 +30,9 @@ def _fmt(metrics: dict, name: str) -> str:
 
 def _members(info: dict, size: int) -> list[str]:
     """An ensemble's members and the input each sees (a smaller one: the input averaged over blocks)."""
-    if "members" not in info:
-        return []
-    sizes = info.get("member_sizes", [size] * len(info["members"]))
-    seen = [f"`{Path(m).name}` ({s} px" + (f": the input averaged over {size // s} x {size // s} blocks)" if s < size
-                                            else ")") for m, s in zip(info["members"], sizes)]
-    return [f"- mean probability of: {', '.join(seen)}"]
+    seen = [f"`{m.name}` ({s} px)" if s == size else f"`{m.name}` ({s} px: the input averaged over {size // s} x "
+            f"{size // s} blocks)" for m, s in ensemble_members(info)]
+    return [f"- mean probability of: {', '.join(seen)}"] if seen else []
 
 
 def write_model_card(run_dir: Path) -> Path:

@@ -38,6 +38,13 @@ def read_json(path: Path) -> dict:
         raise RunError(f"{path}: not valid JSON ({exc})") from None
 
 
+def ensemble_members(info: dict) -> list[tuple[Path, int]]:
+    """An ensemble's member run folders with the input size each takes (ensembles saved before sizes could
+    differ: the ensemble's own); [] for any other run."""
+    members = [Path(m) for m in info.get("members", [])]
+    return list(zip(members, info.get("member_sizes", [int(info["size"])] * len(members))))
+
+
 def load_keras_model(path: Path, compile: bool = False):
     """Load a .keras file: the one place every model load goes through.
 

@@ -61,23 +61,24 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
     loaded = [load_run(r) for r in run_dirs]
     infos = [info for _, info in loaded]
     preps = [Preprocessing.from_dict(info) for info in infos]
-    size = max(p.size for p in preps)
-    if len({p.at_size(size) for p in preps}) != 1 or any(size % p.size for p in preps):
+    sizes = [p.size for p in preps]
+    size = max(sizes)
+    if len({p.at_size(size) for p in preps}) != 1 or any(size % s for s in sizes):
         raise RunError("ensemble members must share their preprocessing, at sizes that divide the largest: "
                        + "; ".join(f"{r}: {p.to_dict()}" for r, p in zip(run_dirs, preps)))
     if len({(r / "split.csv").read_bytes() for r in run_dirs}) != 1:
         raise RunError("ensemble members must share their split (same data, split mode and seed)")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(run_dirs[0] / "split.csv", out / "split.csv")
-    first = next(i for i, p in enumerate(preps) if p.size == size)  # its input is the ensemble's
-    model = build_ensemble([m for m, _ in loaded], [p.size for p in preps], size, tta)
+    first = sizes.index(size)  # the first member whose input is the ensemble's
+    model = build_ensemble([m for m, _ in loaded], sizes, size, tta)
     model.save(out / MODEL_FILE)
     (out / "summary.txt").write_text(summary_text(model))
     members = [str(r) for r in run_dirs]
     write_json(out / "config.json", {"model": "ensemble", "members": members, "tta": tta, "cxr_version": __version__})
     info = {
         **{k: infos[first][k] for k in ("size", "classes", "preprocessing", "input")},
-        "model": "ensemble", "members": members, "member_sizes": [p.size for p in preps], "tta": tta,
+        "model": "ensemble", "members": members, "member_sizes": sizes, "tta": tta,
         "weights_note": "mean of " + ", ".join(f"{r.name} ({i['weights_note'] or 'from scratch'})"
                                               for r, i in zip(run_dirs, infos)),
         "parameters": int(model.count_params()), "trainable_parameters": 0, "cxr_version": __version__,
