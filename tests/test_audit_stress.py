@@ -46,6 +46,14 @@ def test_audit_on_real_xrays_flags_the_raw_cue(real_subset, tmp_path):
     assert probes["raw"]["auc"] > 0.7 and probes["preprocessed"]["auc"] < 0.65
     assert audit["aspect_ratio_auc"] is None  # the shared copies are all 224 x 224
     assert (tmp_path / "audit" / "audit.png").stat().st_size > 5000 and "Shortcut probe" in result.stdout
+    framing = audit["framing_probe"]
+    assert set(framing) == {"raw", "preprocessed", "raw, framing augmentation"}
+    for probe in framing.values():
+        assert 0 <= probe["auc"] <= 1 and set(probe["feature_auc"]) >= {"height", "width", "aspect"}
+        assert min(probe["lungs_found"].values()) > 0.8  # the lungs are found in most real X-rays
+    for figure in ("framing_probe.png", "lung_boxes.png"):
+        assert (tmp_path / "audit" / figure).stat().st_size > 5000
+    assert "Framing probe" in result.stdout
 
 
 @pytest.mark.integration

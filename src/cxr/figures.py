@@ -117,10 +117,10 @@ def stress_chart(result: dict, path: Path) -> Path:
     return save(fig, path)
 
 
-def probe_chart(probes: dict, warn_above: float, path: Path) -> Path:
-    """Univariate ROC AUC of each statistic, and the probe's AUC, without and with preprocessing."""
+def probe_chart(probes: dict, warn_above: float, path: Path, title: str) -> Path:
+    """Univariate ROC AUC of each feature, and the probe's AUC, on each input."""
     fig, ax = plt.subplots(figsize=(7, 3.4))
-    names = list(next(iter(probes.values()))["feature_auc"]) + ["probe (all six)"]
+    names = list(next(iter(probes.values()))["feature_auc"]) + ["probe (all)"]
     width = 0.8 / len(probes)
     for i, (label, p) in enumerate(probes.items()):
         values = [max(a, 1 - a) for a in p["feature_auc"].values()] + [p["auc"]]
@@ -129,9 +129,34 @@ def probe_chart(probes: dict, warn_above: float, path: Path) -> Path:
     ax.set_xticks(np.arange(len(names)) + width * (len(probes) - 1) / 2, names, rotation=20, fontsize=8)
     ax.set_ylim(0.45, 1.0)
     ax.set_ylabel("ROC AUC (0.5: no cue)")
-    ax.set_title("Can acquisition statistics predict the label?", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return save(fig, path)
+
+
+def lung_boxes(images: np.ndarray, labels: np.ndarray, path: Path, per_class: int = 8, seed: int = 0) -> Path:
+    """X-rays of both classes with their lung fields (tinted) and box, as cxr.data.thorax finds them."""
+    from cxr.data.thorax import AT_PX, lung_fields, thorax_box
+
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(2, per_class, figsize=(1.9 * per_class, 4.4))
+    for row, cls in enumerate(CLASSES):
+        idx = np.flatnonzero(labels == row)
+        chosen = rng.choice(idx, size=min(per_class, idx.size), replace=False) if idx.size else []
+        for col, ax in enumerate(axes[row]):
+            ax.axis("off")
+            if col >= len(chosen):
+                continue
+            image = images[chosen[col]].squeeze()
+            box, mask = thorax_box(image), lung_fields(image)
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255, extent=(0, 1, 1, 0))
+            ax.imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.35, extent=(0, 1, 1, 0))
+            ax.add_patch(plt.Rectangle((box.left, box.top), box.width, box.height, fill=False,
+                                       color="lime" if box.found else "red", lw=1.2))
+            ax.set_title(cls if box.found else f"{cls}: no lungs found", fontsize=8,
+                         color="tab:red" if row else "tab:blue")
+    fig.suptitle(f"Lung fields and their box (found at {AT_PX} px): the framing probe's input", fontsize=11)
     return save(fig, path)
 
 

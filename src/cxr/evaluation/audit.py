@@ -1,9 +1,11 @@
 """`cxr audit DATA`: what a data folder holds, and whether its labels can be read off acquisition cues.
 
-Per split and class: images, patients, byte-identical duplicates, sizes and modes. Then the shortcut
-probe (cxr.evaluation.probe) on the model input without and with the project's preprocessing, and the aspect
-ratio of the originals as a one-number classifier. A probe above 0.65 is flagged: a CNN can learn that
-cue instead of the lungs, and lose it on X-rays from another batch.
+Per split and class: images, patients, byte-identical duplicates, sizes and modes. Then two probes, each
+on the model input without and with the project's preprocessing: the shortcut probe (cxr.evaluation.probe:
+intensity and border statistics) and the framing probe (the lung-field box of cxr.data.thorax: how large
+the lungs appear and where), the latter also on the plain input as the targeted framing augmentation
+changes it in training; and the aspect ratio of the originals as a one-number classifier. A probe above
+0.65 is flagged: a CNN can learn that cue instead of the lungs, and lose it on X-rays from another batch.
 """
 
 import hashlib
@@ -15,10 +17,15 @@ from PIL import Image
 
 from cxr import CLASSES, figures
 from cxr.data.dataset import load_part
+from cxr.data.framing import FINE, framing_augmentation
 from cxr.data.layout import discover
 from cxr.data.preprocess import Preprocessing
+from cxr.data.thorax import FRAMING_FEATURES, framing_features
 from cxr.evaluation.probe import FEATURES, WARN_ABOVE, global_statistics, probe_auc
 from cxr.runs.folder import write_json
+
+AUGMENTATION_SEED = (0, 0)  # one fixed draw of the framing augmentation for the probe
+CHUNK = 256  # images augmented at a time (the fine copies at twice the size are large)
 
 
 def _header(path: Path):
@@ -61,30 +68,62 @@ def aspect_ratio_auc(records, headers: dict) -> float | None:
     return float(roc_auc_score(labels, ratios))
 
 
-def audit(data_dir: Path, out_dir: Path, prep: Preprocessing) -> dict:
+def _probe(features: np.ndarray, names, part, prep: Preprocessing, **extra) -> dict:
     from sklearn.metrics import roc_auc_score
 
+    return {
+        "preprocessing": prep.to_dict(),
+        "auc": probe_auc(features, part.labels, part.patients),
+        "feature_auc": {f: float(roc_auc_score(part.labels, features[:, i])) for i, f in enumerate(names)},
+        **extra,
+    }
+
+
+def _framing_probe(images: np.ndarray, part, prep: Preprocessing) -> dict:
+    features, found = framing_features(images)
+    lungs_found = {cls: float(found[part.labels == i].mean())
+                   for i, cls in enumerate(CLASSES) if (part.labels == i).any()}
+    return _probe(features, FRAMING_FEATURES, part, prep, lungs_found=lungs_found)
+
+
+def framing_augmented(part, fine_part, prep: Preprocessing) -> np.ndarray:
+    """The plain images as the targeted framing augmentation hands them to training, one fixed draw."""
+    import tensorflow as tf
+
+    chunks = []
+    for start in range(0, len(part.labels), CHUNK):
+        rows = slice(start, start + CHUNK)
+        chunks.append(framing_augmentation(tf.constant(part.images[rows]), tf.constant(part.labels[rows]),
+                                           tf.constant([AUGMENTATION_SEED[0], AUGMENTATION_SEED[1] + start]),
+                                           prep, tf.constant(fine_part.images[rows])).numpy())
+    return np.concatenate(chunks)
+
+
+def audit(data_dir: Path, out_dir: Path, prep: Preprocessing) -> dict:
     records = discover(Path(data_dir))
     headers = {r.path: _header(r.path) for r in records}  # read once, for the inventory and the aspect ratio
     raw_prep = Preprocessing(prep.size)
-    probes = {}
+    shortcut, framing, parts = {}, {}, {}
     for name, p in (("raw", raw_prep), ("preprocessed", prep)):
         part, _, _ = load_part(records, p)
-        stats = global_statistics(part.images)
-        probes[name] = {
-            "preprocessing": p.to_dict(),
-            "auc": probe_auc(stats, part.labels, part.patients),
-            "feature_auc": {f: float(roc_auc_score(part.labels, stats[:, i])) for i, f in enumerate(FEATURES)},
-        }
+        parts[name] = part
+        shortcut[name] = _probe(global_statistics(part.images), FEATURES, part, p)
+        framing[name] = _framing_probe(part.images, part, p)
+    kept = set(parts["raw"].paths)
+    fine, _, _ = load_part([r for r in records if r.path in kept], raw_prep.at_size(FINE * prep.size))
+    framing["raw, framing augmentation"] = _framing_probe(framing_augmented(parts["raw"], fine, raw_prep),
+                                                          parts["raw"], raw_prep)
     result = {
         "data": str(data_dir),
         "inventory": inventory(records, headers),
-        "shortcut_probe": probes,
+        "shortcut_probe": shortcut,
+        "framing_probe": framing,
         "aspect_ratio_auc": aspect_ratio_auc(records, headers),
         "warn_above": WARN_ABOVE,
     }
     result["warnings"] = [
-        f"shortcut probe on the {name} input: AUC {p['auc']:.3f} > {WARN_ABOVE}" for name, p in probes.items()
+        f"{kind} probe on the {name} input: AUC {p['auc']:.3f} > {WARN_ABOVE}"
+        for kind, probes in (("shortcut", shortcut), ("framing", framing)) for name, p in probes.items()
         if p["auc"] > WARN_ABOVE
     ]
     if result["aspect_ratio_auc"] is not None and abs(result["aspect_ratio_auc"] - 0.5) > WARN_ABOVE - 0.5:
@@ -92,7 +131,10 @@ def audit(data_dir: Path, out_dir: Path, prep: Preprocessing) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "audit.json", result)
     (out_dir / "audit.md").write_text(audit_markdown(result))
-    figures.probe_chart(probes, WARN_ABOVE, out_dir / "audit.png")
+    figures.probe_chart(shortcut, WARN_ABOVE, out_dir / "audit.png", "Can acquisition statistics tell the label?")
+    figures.probe_chart(framing, WARN_ABOVE, out_dir / "framing_probe.png",
+                        "Can the framing (the lungs' box) tell the label?")
+    figures.lung_boxes(parts["raw"].images, parts["raw"].labels, out_dir / "lung_boxes.png")
     return result
 
 
@@ -112,6 +154,18 @@ def audit_markdown(result: dict) -> str:
     for name, p in result["shortcut_probe"].items():
         prep = ", ".join(f"{k}={v}" for k, v in p["preprocessing"].items() if k != "version")
         lines.append(f"| {name} | {prep} | {p['auc']:.3f} |")
+    lines += ["", "Framing probe: the same cross-validated logistic regression on the box of the lung fields "
+              "(cxr.data.thorax: Otsu thresholds, morphology, the two largest dark regions of the chest; "
+              "`lung_boxes.png` shows it on X-rays of both classes): top, left, height, width, centre and aspect. "
+              "It asks whether how tightly an X-ray is framed tells its class. The last row is the plain input as "
+              "the targeted framing augmentation (`--framing targeted`) hands it to training.", "",
+              "| input | preprocessing | probe AUC | strongest single feature | lungs found (else: whole image) |",
+              "|---|---|---|---|---|"]
+    for name, p in result["framing_probe"].items():
+        prep = ", ".join(f"{k}={v}" for k, v in p["preprocessing"].items() if k != "version")
+        feature, auc = max(p["feature_auc"].items(), key=lambda item: abs(item[1] - 0.5))
+        found = ", ".join(f"{cls} {share:.1%}" for cls, share in p["lungs_found"].items())
+        lines.append(f"| {name} | {prep} | {p['auc']:.3f} | {feature} {auc:.3f} | {found} |")
     ratio = result["aspect_ratio_auc"]
     lines += ["", "Aspect ratio alone (ROC AUC of width/height for PNEUMONIA): "
               + ("n/a, every image has the same shape (squashed copies)" if ratio is None else f"{ratio:.3f}"), ""]
