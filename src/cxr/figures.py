@@ -135,10 +135,9 @@ def probe_chart(probes: dict, warn_above: float, path: Path, title: str) -> Path
     return save(fig, path)
 
 
-def lung_boxes(images: np.ndarray, labels: np.ndarray, path: Path, per_class: int = 8, seed: int = 0) -> Path:
-    """X-rays of both classes with their lung fields (tinted) and box, as cxr.data.thorax finds them."""
-    from cxr.data.thorax import AT_PX, lung_fields, thorax_box
-
+def lung_boxes(images: np.ndarray, labels: np.ndarray, find, path: Path, per_class: int = 8, seed: int = 0) -> Path:
+    """X-rays of both classes with their lung fields (tinted) and box; `find(image)` gives (mask, box), the box
+    as shares (top, left, height, width, found)."""
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(2, per_class, figsize=(1.9 * per_class, 4.4))
     for row, cls in enumerate(CLASSES):
@@ -149,14 +148,15 @@ def lung_boxes(images: np.ndarray, labels: np.ndarray, path: Path, per_class: in
             if col >= len(chosen):
                 continue
             image = images[chosen[col]].squeeze()
-            box, mask = thorax_box(image), lung_fields(image)
+            mask, box = find(image)
             ax.imshow(image, cmap="gray", vmin=0, vmax=255, extent=(0, 1, 1, 0))
             ax.imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.35, extent=(0, 1, 1, 0))
             ax.add_patch(plt.Rectangle((box.left, box.top), box.width, box.height, fill=False,
                                        color="lime" if box.found else "red", lw=1.2))
             ax.set_title(cls if box.found else f"{cls}: no lungs found", fontsize=8,
                          color="tab:red" if row else "tab:blue")
-    fig.suptitle(f"Lung fields and their box (found at {AT_PX} px): the framing probe's input", fontsize=11)
+    fig.suptitle("Lung fields and their box: the framing probe's input (red: none found, the whole image)",
+                 fontsize=11)
     return save(fig, path)
 
 

@@ -20,7 +20,7 @@ from cxr.data.dataset import load_part
 from cxr.data.framing import FINE, framing_augmentation
 from cxr.data.layout import discover
 from cxr.data.preprocess import Preprocessing
-from cxr.data.thorax import FRAMING_FEATURES, framing_features
+from cxr.data.thorax import FRAMING_FEATURES, framing_features, lung_fields, thorax_box
 from cxr.evaluation.probe import FEATURES, WARN_ABOVE, global_statistics, probe_auc
 from cxr.runs.folder import write_json
 
@@ -134,7 +134,8 @@ def audit(data_dir: Path, out_dir: Path, prep: Preprocessing) -> dict:
     figures.probe_chart(shortcut, WARN_ABOVE, out_dir / "audit.png", "Can acquisition statistics tell the label?")
     figures.probe_chart(framing, WARN_ABOVE, out_dir / "framing_probe.png",
                         "Can the framing (the lungs' box) tell the label?")
-    figures.lung_boxes(parts["raw"].images, parts["raw"].labels, out_dir / "lung_boxes.png")
+    figures.lung_boxes(parts["raw"].images, parts["raw"].labels, lambda image: (lung_fields(image), thorax_box(image)),
+                       out_dir / "lung_boxes.png")
     return result
 
 
