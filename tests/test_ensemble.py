@@ -35,10 +35,15 @@ def test_a_run_averaged_with_itself_predicts_like_the_run(trained_run, tmp_path)
     assert (out / "metrics.json").exists() and "test: n=" in result.stdout
 
 
-def test_ensemble_with_test_time_augmentation_predicts_and_explains(trained_run, tmp_path):
-    out = tmp_path / "tta"
-    assert run_cxr("ensemble", trained_run, trained_run, "--out", out).returncode == 0
-    result = run_cxr("predict", out, FULLRES / "NORMAL" / "IM-0217-0001.jpeg", "--explain", tmp_path / "cam")
+def test_ensemble_with_test_time_augmentation_predicts_and_explains_after_its_runs_move(trained_run, tmp_path):
+    shutil.copytree(trained_run, tmp_path / "made" / "runs" / "member")
+    made = run_cxr("ensemble", "runs/member", "runs/member", "--out", "runs/tta", cwd=tmp_path / "made")
+    assert made.returncode == 0, made.stderr[-2000:]
+    shutil.move(tmp_path / "made" / "runs", tmp_path / "runs")  # the runs folder moves; the ensemble finds its
+    elsewhere = tmp_path / "elsewhere"  # members beside it, from any working directory
+    elsewhere.mkdir()
+    result = run_cxr("predict", tmp_path / "runs" / "tta", FULLRES / "NORMAL" / "IM-0217-0001.jpeg", "--explain",
+                     tmp_path / "cam", cwd=elsewhere)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(list((tmp_path / "cam").glob("*.png"))) == 1
 

@@ -25,10 +25,10 @@ CHEST_XRAY = shared_data() / "chest_xray"
 FULLRES = shared_data() / "fullres_sample"
 
 
-def run_cxr(*args, env=None, timeout=1800, quiet=True) -> subprocess.CompletedProcess:
+def run_cxr(*args, env=None, timeout=1800, quiet=True, cwd=None) -> subprocess.CompletedProcess:
     """`cxr ARGS` in a new process; output decoded leniently (file names may be any bytes)."""
     command = [sys.executable, "-m", "cxr.cli", *(["-q"] if quiet else []), *map(str, args)]
-    result = subprocess.run(command, capture_output=True, timeout=timeout, env=env)
+    result = subprocess.run(command, capture_output=True, timeout=timeout, env=env, cwd=cwd)
     result.stdout = result.stdout.decode("utf-8", "surrogateescape")
     result.stderr = result.stderr.decode("utf-8", "surrogateescape")
     return result

@@ -103,7 +103,7 @@ class Predictor:
         if self.model is None:
             raise RunError("explanations need the Keras engine (gradients are not available from ONNX Runtime)")
         if "members" in self.info:
-            return load_run(next(m for m, size in ensemble_members(self.info) if size == self.size))[0]
+            return load_run(next(m for m, size in ensemble_members(self.info, self.run_dir) if size == self.size))[0]
         return self.model
 
     def label(self, prob: float) -> str:

@@ -38,10 +38,15 @@ def read_json(path: Path) -> dict:
         raise RunError(f"{path}: not valid JSON ({exc})") from None
 
 
-def ensemble_members(info: dict) -> list[tuple[Path, int]]:
-    """An ensemble's member run folders with the input size each takes (ensembles saved before sizes could
-    differ: the ensemble's own); [] for any other run."""
+def ensemble_members(info: dict, run_dir: Path | None = None) -> list[tuple[Path, int]]:
+    """An ensemble's member run folders with the input size each takes; [] for any other run.
+
+    The folders are found relative to the ensemble's `run_dir` (so a runs folder can be moved or used from
+    anywhere); ensembles saved before that stored them relative to where they were made, and before sizes
+    could differ, each took the ensemble's size."""
     members = [Path(m) for m in info.get("members", [])]
+    if run_dir is not None and "member_dirs" in info:
+        members = [Path(run_dir) / m for m in info["member_dirs"]]
     return list(zip(members, info.get("member_sizes", [int(info["size"])] * len(members))))
 
 

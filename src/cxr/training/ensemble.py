@@ -9,6 +9,7 @@ a 128 px CNN: validation ROC AUC 0.9908 through the averaging against 0.9907 on 
 approximation where the preprocessing equalizes or blanks a frame after resizing.
 """
 
+import os
 import shutil
 from pathlib import Path
 
@@ -79,6 +80,7 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
     info = {
         **{k: infos[first][k] for k in ("size", "classes", "preprocessing", "input")},
         "model": "ensemble", "members": members, "member_sizes": sizes, "tta": tta,
+        "member_dirs": [os.path.relpath(r.resolve(), out.resolve()) for r in run_dirs],
         "weights_note": "mean of " + ", ".join(f"{r.name} ({i['weights_note'] or 'from scratch'})"
                                               for r, i in zip(run_dirs, infos)),
         "parameters": int(model.count_params()), "trainable_parameters": 0, "cxr_version": __version__,
