@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_image
+from conftest import CHEST_XRAY, FULLRES, write_image
 from cxr.data.cache import load_images, wait_for_writes
-from cxr.data.images import MAX_PIXELS, ImageError, decode, read_grayscale
+from cxr.data.images import MAX_PIXELS, ImageError, _fast_jpeg, _grayscale, _open_pil, decode, read_grayscale
 from cxr.data.preprocess import Preprocessing
 
 
@@ -146,3 +146,40 @@ def test_colour_jpegs_decode_to_the_same_grey_as_a_conversion(tmp_path):
     Image.fromarray(rgb).save(buffer, format="JPEG", quality=90)
     converted = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"))
     assert np.abs(read_grayscale(buffer.getvalue(), 300).astype(int) - converted).max() <= 1
+
+
+
+def _jpeg(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+def test_the_fast_jpeg_path_gives_exactly_the_general_paths_pixels():
+    gray = Image.fromarray(np.clip(np.random.default_rng(0).normal(120, 50, (300, 260)), 0, 255).astype(np.uint8))
+    files = [_jpeg(gray), _jpeg(gray.convert("RGB")), _jpeg(gray.convert("RGB"), progressive=True),
+             _jpeg(gray, quality=40)]
+    if CHEST_XRAY.is_dir():
+        files += [f.read_bytes() for cls in ("NORMAL", "PNEUMONIA")
+                  for f in sorted((CHEST_XRAY / "train" / cls).iterdir())[:25]]
+        files += [f.read_bytes() for f in sorted(FULLRES.glob("*/*"))]
+    used = 0
+    for data in files:
+        for size in (48, 128):
+            fast = _fast_jpeg(data, size)
+            if fast is not None:
+                used += 1
+                np.testing.assert_array_equal(fast, np.asarray(_grayscale(_open_pil(data, size)), dtype=np.uint8))
+    assert used >= 8
+
+
+def test_jpegs_the_fast_path_cannot_match_take_the_general_path():
+    gray = Image.fromarray(np.clip(np.random.default_rng(1).normal(120, 50, (200, 200)), 0, 255).astype(np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 3  # orientation
+    plain = _jpeg(gray)
+    assert _fast_jpeg(plain, 64) is not None
+    assert _fast_jpeg(_jpeg(gray, exif=exif), 64) is None
+    assert _fast_jpeg(_jpeg(gray.convert("CMYK")), 64) is None  # four components
+    assert len(plain) > 3000 and _fast_jpeg(plain[:-300], 64) is None  # truncated: the general path names the problem
+    assert _fast_jpeg(plain, 32) is None  # large enough to be decoded at a reduced scale

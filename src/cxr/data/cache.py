@@ -23,6 +23,7 @@ from cxr.files import load_array, save_array
 
 log = logging.getLogger(__name__)
 PROCESS_POOL_MIN_FILES = 500
+CHUNK_FILES = 128  # files per task in the process pool
 SUFFIX = ".cxa"  # an array with its checksum (cxr.files), never read as a plain .npy
 KEYS_SUFFIX = ".keys" + SUFFIX  # beside each set: the content key of each of its rows
 _writers: list[threading.Thread] = []
@@ -54,6 +55,19 @@ def _load_one(path: Path, prep: Preprocessing):
         return decode(data, prep), key, None
     except ImageError as exc:
         return None, key, str(exc)
+
+
+def _load_chunk(paths: list[Path], prep: Preprocessing):
+    """(images stacked, keys, errors) of consecutive files; a file that failed leaves a blank row."""
+    images = np.zeros((len(paths), prep.size, prep.size), np.uint8)
+    keys, errors = [], []
+    for i, path in enumerate(paths):
+        image, key, error = _load_one(path, prep)
+        if image is not None:
+            images[i] = image
+        keys.append(key)
+        errors.append(error)
+    return images, keys, errors
 
 
 def _file_key(path: Path) -> str | None:
@@ -126,8 +140,7 @@ def load_images(
         return LoadedImages(_stacked(images, prep), loaded, keys, skipped)
     wait_for_writes()
     folder = (cache_dir or cache_root()) / "images" / prep.key
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        file_keys = list(pool.map(_file_key, paths))
+    file_keys = [_file_key(p) for p in paths]  # in one thread: for small files, 3x faster than a pool
     readable = [k for k in file_keys if k is not None]
     if len(readable) == len(paths) and (images := load_array(_set_path(folder, readable))) is not None:
         images.flags.writeable = False
@@ -162,9 +175,12 @@ def _load_all(paths: list[Path], prep: Preprocessing):
         from joblib import Parallel, delayed
 
         # joblib's loky workers are fresh interpreters (forking a process that has started TensorFlow's
-        # threads is unsafe) that do not re-run the caller's script, and later loads reuse them.
-        yield from Parallel(n_jobs=-1, batch_size=64, return_as="generator")(
-            delayed(_load_one)(path, prep) for path in paths)
+        # threads is unsafe) that do not re-run the caller's script, and later loads reuse them. A task is
+        # a chunk of files whose images come back as one array: one pickle instead of one per image.
+        chunks = Parallel(n_jobs=-1, return_as="generator")(
+            delayed(_load_chunk)(paths[i: i + CHUNK_FILES], prep) for i in range(0, len(paths), CHUNK_FILES))
+        for images, keys, errors in chunks:
+            yield from zip(images, keys, errors)
     else:
         with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
             yield from pool.map(_load_one, paths, repeat(prep))
