@@ -48,12 +48,15 @@ E2E := --model vgg16_e2e --size 64 --lr 1e-4 --lr-decay 1 --label-smoothing 0.1 
 SEED_RUNS := cnn cnn_aug vgg16
 FRAMINGS := borders_cropped_10%,borders_cropped_20%
 ROBUST_PARTS := $(addprefix $(RUNS)/,cnn_framed vgg16_e2e robust)
+# A target's earlier runs are moved aside (one generation kept), never overwritten or refused.
+keep_previous = if [ -d $(1) ]; then rm -rf $(1).previous && mv $(1) $(1).previous && \
+	echo "the previous runs are kept in $(1).previous"; fi
+
 demo: setup
 	@$(MAKE) --no-print-directory demo-steps
 
 demo-steps:
-	@if [ -d $(RUNS) ]; then rm -rf $(RUNS).previous && mv $(RUNS) $(RUNS).previous && \
-		echo "the previous demo runs are kept in $(RUNS).previous"; fi
+	@$(call keep_previous,$(RUNS))
 	mkdir -p $(RUNS)
 	$(CXR) -q train --model cnn     --out $(RUNS)/cnn $(DEMO_FLAGS)
 	$(CXR) -q train --model cnn_aug --out $(RUNS)/cnn_aug $(DEMO_FLAGS)
@@ -72,6 +75,7 @@ demo-steps:
 ROBUST_RUNS := runs/robust
 ROBUST_ALL := $(addprefix $(ROBUST_RUNS)/,cnn_framed cnn_framed_seed7 vgg16_e2e ensemble)
 robust: setup
+	@$(call keep_previous,$(ROBUST_RUNS))
 	mkdir -p $(ROBUST_RUNS)
 	$(BIN)/cxr -q train $(ROBUST) --seed 42 --out $(ROBUST_RUNS)/cnn_framed
 	$(BIN)/cxr -q train $(ROBUST) --seed 7  --out $(ROBUST_RUNS)/cnn_framed_seed7
