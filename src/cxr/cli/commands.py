@@ -149,7 +149,7 @@ def cmd_audit(args) -> int:
     prep = Preprocessing(args.size, args.resize, args.intensity, args.border)
     audit(Path(args.data or default_data_dir()), Path(args.out), prep)
     print((Path(args.out) / "audit.md").read_text())
-    print(f"audit written to {args.out} (audit.json, audit.md, audit.png)")
+    print(f"audit written to {args.out} (audit.json, audit.md, audit.png, framing_probe.png, lung_boxes.png)")
     return 0
 
 
