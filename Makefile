@@ -71,7 +71,7 @@ demo-steps:
 
 # The full robust model: the framing-augmented CNN at patience 20 and VGG16 fine-tuned end to end for 12
 # epochs, their ensemble, and a second CNN seed, each stress-tested on every image and every change and
-# compared by the same validation rule (about 25 minutes on 2 CPU cores with AMX, from its parts' times).
+# compared by the same validation rule (19 minutes on 2 CPU cores with AMX, BENCHMARKS.md's machine).
 ROBUST_RUNS := runs/robust
 ROBUST_ALL := $(addprefix $(ROBUST_RUNS)/,cnn_framed cnn_framed_seed7 vgg16_e2e ensemble)
 robust: setup
