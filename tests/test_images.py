@@ -148,7 +148,6 @@ def test_colour_jpegs_decode_to_the_same_grey_as_a_conversion(tmp_path):
     assert np.abs(read_grayscale(buffer.getvalue(), 300).astype(int) - converted).max() <= 1
 
 
-
 def _jpeg(image: Image.Image, **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", **options)

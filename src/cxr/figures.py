@@ -19,12 +19,19 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def sample_images(images: np.ndarray, labels: np.ndarray, path: Path, per_class: int = 4, seed: int = 0) -> Path:
+def _chosen_per_class(labels: np.ndarray, per_class: int, seed: int) -> list[np.ndarray]:
+    """Up to `per_class` indices of each class, drawn without replacement (one draw after the other)."""
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(2, per_class, figsize=(2.2 * per_class, 4.8))
-    for row, cls in enumerate(CLASSES):
+    chosen = []
+    for row in range(len(CLASSES)):
         idx = np.flatnonzero(labels == row)
-        chosen = rng.choice(idx, size=min(per_class, idx.size), replace=False) if idx.size else []
+        chosen.append(rng.choice(idx, size=min(per_class, idx.size), replace=False) if idx.size else idx)
+    return chosen
+
+
+def sample_images(images: np.ndarray, labels: np.ndarray, path: Path, per_class: int = 4, seed: int = 0) -> Path:
+    fig, axes = plt.subplots(2, per_class, figsize=(2.2 * per_class, 4.8))
+    for row, (cls, chosen) in enumerate(zip(CLASSES, _chosen_per_class(labels, per_class, seed))):
         for col in range(per_class):
             ax = axes[row, col]
             ax.axis("off")
@@ -138,11 +145,8 @@ def probe_chart(probes: dict, warn_above: float, path: Path, title: str) -> Path
 def lung_boxes(images: np.ndarray, labels: np.ndarray, find, path: Path, per_class: int = 8, seed: int = 0) -> Path:
     """X-rays of both classes with their lung fields (tinted) and box; `find(image)` gives (mask, box), the box
     as shares (top, left, height, width, found)."""
-    rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(2, per_class, figsize=(1.9 * per_class, 4.4))
-    for row, cls in enumerate(CLASSES):
-        idx = np.flatnonzero(labels == row)
-        chosen = rng.choice(idx, size=min(per_class, idx.size), replace=False) if idx.size else []
+    for row, (cls, chosen) in enumerate(zip(CLASSES, _chosen_per_class(labels, per_class, seed))):
         for col, ax in enumerate(axes[row]):
             ax.axis("off")
             if col >= len(chosen):

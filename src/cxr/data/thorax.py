@@ -56,7 +56,12 @@ def lung_fields(gray: np.ndarray) -> np.ndarray:
 
 def thorax_box(gray: np.ndarray) -> Box:
     """The box of the lung fields; the whole image (found=False) where none are found."""
-    rows, cols = np.nonzero(lung_fields(gray))
+    return box_of(lung_fields(gray))
+
+
+def box_of(fields: np.ndarray) -> Box:
+    """The box of a lung-field mask from lung_fields; the whole image (found=False) where it is empty."""
+    rows, cols = np.nonzero(fields)
     if rows.size == 0:
         return WHOLE
     return Box(rows.min() / AT_PX, cols.min() / AT_PX, (rows.max() + 1 - rows.min()) / AT_PX,

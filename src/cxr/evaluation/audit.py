@@ -20,7 +20,7 @@ from cxr.data.dataset import load_part
 from cxr.data.framing import FINE, framing_augmentation
 from cxr.data.layout import discover
 from cxr.data.preprocess import Preprocessing
-from cxr.data.thorax import FRAMING_FEATURES, framing_features, lung_fields, thorax_box
+from cxr.data.thorax import FRAMING_FEATURES, box_of, framing_features, lung_fields
 from cxr.evaluation.probe import FEATURES, WARN_ABOVE, global_statistics, probe_auc
 from cxr.runs.folder import write_json
 
@@ -86,6 +86,11 @@ def _framing_probe(images: np.ndarray, part, prep: Preprocessing) -> dict:
     return _probe(features, FRAMING_FEATURES, part, prep, lungs_found=lungs_found)
 
 
+def _fields_and_box(image: np.ndarray):
+    fields = lung_fields(image)
+    return fields, box_of(fields)
+
+
 def framing_augmented(part, fine_part, prep: Preprocessing) -> np.ndarray:
     """The plain images as the targeted framing augmentation hands them to training, one fixed draw."""
     import tensorflow as tf
@@ -134,8 +139,7 @@ def audit(data_dir: Path, out_dir: Path, prep: Preprocessing) -> dict:
     figures.probe_chart(shortcut, WARN_ABOVE, out_dir / "audit.png", "Can acquisition statistics tell the label?")
     figures.probe_chart(framing, WARN_ABOVE, out_dir / "framing_probe.png",
                         "Can the framing (the lungs' box) tell the label?")
-    figures.lung_boxes(parts["raw"].images, parts["raw"].labels, lambda image: (lung_fields(image), thorax_box(image)),
-                       out_dir / "lung_boxes.png")
+    figures.lung_boxes(parts["raw"].images, parts["raw"].labels, _fields_and_box, out_dir / "lung_boxes.png")
     return result
 
 
