@@ -185,16 +185,33 @@ def bench_transfer(x, y, head_epochs: int, sample: int) -> dict:
             "speedup": epoch_s * head_epochs / cached_total}
 
 
+def _step_name(command: str) -> str:
+    """'train cnn_aug', 'stress cnn vgg16', ...: a `cxr -q` command line as make echoes it, shortened."""
+    words = command.split(" -q ", 1)[1].split()
+    if words[0] in ("train", "ensemble"):
+        return f"{words[0]} {Path(words[words.index('--out') + 1]).name}"
+    runs = [w for w, before in zip(words[1:], words) if "/" in w and before != "--out"]
+    return " ".join([words[0], *(Path(w).name for w in runs)])
+
+
 def bench_demo() -> dict:
     """`make demo` from a warm venv and an empty cxr cache: every image decoded, every feature computed,
-    the ImageNet weights converted, as on a first run."""
+    the ImageNet weights converted, as on a first run. Each step is timed from the moment make echoes its
+    command line to the next one."""
     with tempfile.TemporaryDirectory(prefix="cxr-demo-cache-") as cache:
-        start = time.perf_counter()
-        subprocess.run(["make", "demo"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
-                       env={**os.environ, "CXR_CACHE": cache})
+        start, starts = time.perf_counter(), []
+        with subprocess.Popen(["make", "demo"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, env={**os.environ, "CXR_CACHE": cache}) as make:
+            for line in make.stdout:
+                if " -q " in line:
+                    starts.append((_step_name(line), time.perf_counter() - start))
         wall = time.perf_counter() - start
+        if make.returncode:
+            raise subprocess.CalledProcessError(make.returncode, "make demo")
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest single process
-    return {"wall_s": wall, "peak_rss_mb": peak_kb / 2**10, "cache": "empty at the start"}
+    ends = [at for _, at in starts[1:]] + [wall]
+    return {"wall_s": wall, "peak_rss_mb": peak_kb / 2**10, "cache": "empty at the start",
+            "steps_s": {name: round(end - at, 1) for (name, at), end in zip(starts, ends)}}
 
 
 def main():
@@ -223,9 +240,14 @@ def main():
         for precision in ("float32", "mixed_bfloat16"):
             print(f"cxr training, {precision} ...", flush=True)
             results[f"train_{precision}"] = bench_train(x, y, precision, args.repeats, args.epochs)
-        print("cxr training, the seed's exact layout (cnn_seed), mixed_bfloat16 ...", flush=True)
-        results["train_seed_layout_mixed_bfloat16"] = bench_train(x, y, "mixed_bfloat16", args.repeats, args.epochs,
-                                                                  "cnn_seed")
+        # The same network as the peer's, in the precision `cxr train` picks here (--precision auto: measured per
+        # CPU; without AMX float32 is the faster one, where the peer's bfloat16 switch makes it slower).
+        from cxr.inference.precision import resolve_precision
+
+        auto = resolve_precision("auto")
+        print(f"cxr training, the seed's exact layout (cnn_seed), {auto} ...", flush=True)
+        results["train_seed_layout"] = {**bench_train(x, y, auto, args.repeats, args.epochs, "cnn_seed"),
+                                        "precision": auto}
     if "infer" not in skip and (args.run / "model.keras").exists():
         print("inference ...", flush=True)
         results["inference"] = bench_inference(args.run, x, args.repeats)

@@ -27,7 +27,7 @@ def ratios(r: dict) -> dict:
         "infer_vs_peer_bf16": ratio(median("inference", "keras bfloat16", "infer_images_per_s", "median"),
                                     median("peer_bf16", "infer_images_per_s", "median")),
         "train_same_layout_vs_peer_bf16": ratio(
-            median("train_seed_layout_mixed_bfloat16", "train_images_per_s", "median"),
+            median("train_seed_layout", "train_images_per_s", "median"),
             median("peer_bf16", "train_images_per_s", "median")),
         "train_vs_peer_float32": ratio(median("train_float32", "train_images_per_s", "median"),
                                        median("peer", "train_images_per_s", "median")),
@@ -51,9 +51,10 @@ def format_table(r: dict) -> str:
         if f"train_{precision}" in r:
             lines.append(row(f"seed CNN training, {precision} (img/s)",
                              r[f"train_{precision}"]["train_images_per_s"]["median"], peer_train))
-    if "train_seed_layout_mixed_bfloat16" in r:
-        lines.append(row("seed CNN training, the seed's exact layout, mixed_bfloat16 (img/s; peer in bfloat16)",
-                         r["train_seed_layout_mixed_bfloat16"]["train_images_per_s"]["median"],
+    if "train_seed_layout" in r:
+        same = r["train_seed_layout"]
+        lines.append(row(f"seed CNN training, the seed's exact layout, {same['precision']} as `auto` picks "
+                         "(img/s; peer in bfloat16)", same["train_images_per_s"]["median"],
                          r.get("peer_bf16", {}).get("train_images_per_s", {}).get("median")))
     for engine, v in _measures(r, "inference"):
         lines.append(row(f"inference, {engine} (img/s)", v["infer_images_per_s"]["median"], peer_infer))
@@ -75,6 +76,8 @@ def format_table(r: dict) -> str:
         lines.append(row(f"make demo wall time (s){earlier}", r["demo"]["wall_s"]))
         lines.append(row(f"make demo peak RSS (MB){earlier}", r["demo"].get("peak_rss_mb",
                                                                              r["demo"].get("peak_rss_gb", 0) * 1024)))
+        for step, seconds in r["demo"].get("steps_s", {}).items():
+            lines.append(row(f"make demo step: {step} (s){earlier}", seconds))
     if "ray_predict" in r:
         rp = r["ray_predict"]
         for name in ("local", "ray_1_worker", "ray_2_workers"):
