@@ -90,7 +90,7 @@ def format_table(r: dict) -> str:
         if t["cxr"]["seconds"]:
             lines.append(row(name, t["cxr"]["seconds"], t["peer_bf16"]["seconds"], lower_is_better=True))
         else:
-            lines.append(f"| {name} | not reached in {t.get('max_epochs', 'the')} epochs | | |")
+            lines.append(f"| {name} | not reached in {t.get('max_epochs', 'its')} epochs | | |")
     for engine, v in _measures(r, "cold_start"):
         lines.append(f"| one file from a cold start, `cxr predict --engine {engine}` (s) | {v['median_s']:.2f} | | |")
     if "sweep" in r:

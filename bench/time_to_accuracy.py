@@ -117,7 +117,7 @@ def measure(data: Path) -> dict:
                               check=True, env=env)
         theirs = json.loads(done.stdout.strip().splitlines()[-1])
     ratio = theirs["seconds"] / ours["seconds"] if ours["seconds"] and theirs["seconds"] else None
-    return {"target_val_auc": TARGET_AUC, "cxr": ours, "peer_bf16": theirs, "ratio": ratio}
+    return {"target_val_auc": TARGET_AUC, "max_epochs": MAX_EPOCHS, "cxr": ours, "peer_bf16": theirs, "ratio": ratio}
 
 
 if __name__ == "__main__":
