@@ -8,7 +8,10 @@ The steps, in order, each chosen to remove an acquisition cue while keeping the 
 - border: "crop" cuts away black collimation borders (rows and columns with almost no exposure), which
   are far more common in one class of the training batch than in the other; "frame" also blanks the
   outer 10% of each side after resizing (arms, shoulders, collimation edges: rarely lung), so nothing
-  at the image edge can carry a label;
+  at the image edge can carry a label; "thorax" cuts the X-ray to the box of its lung fields plus 5% of it
+  on every side (cxr.data.thorax; the whole X-ray where no box spanning the middle is found), so that the
+  lungs fill the same share of every input however wide the X-ray was framed (measured, not used by the
+  demo: README, "Thorax crop");
 - resize: "squash" (the shared copies were squashed already), "crop" the centre square, or "pad" to a
   square, so the aspect ratio of an original does not become a distorted chest;
 - intensity: "equalize" (histogram equalization, OpenCV), "clahe" (contrast-limited adaptive
@@ -25,7 +28,7 @@ import numpy as np
 VERSION = 1  # bump when any step changes: it is part of every cache key
 RESIZE_MODES = ("squash", "crop", "pad")
 INTENSITY_MODES = ("none", "equalize", "clahe", "exact")
-BORDER_MODES = ("none", "crop", "frame")
+BORDER_MODES = ("none", "crop", "frame", "thorax")
 FRAME = 0.1  # share of each side blanked by border="frame"
 # A row or column counts as exposed when its mean is above this share of the image's brightest rows.
 EXPOSED_SHARE = 0.25
@@ -71,7 +74,11 @@ class Preprocessing:
         """2-D uint8 grayscale of any size -> (size, size) uint8."""
         from PIL import Image
 
-        if self.border != "none":
+        if self.border == "thorax":
+            from cxr.data.thorax import crop_to_thorax
+
+            gray = crop_to_thorax(gray)
+        elif self.border != "none":
             gray = crop_dark_borders(gray)
         square = Image.fromarray(_to_square(gray, self.resize))
         out = np.array(square.resize((self.size, self.size), Image.Resampling.BILINEAR, reducing_gap=2.0))

@@ -18,6 +18,7 @@ BODY_SHARE = 0.35  # body: brighter than this share of the whole image's Otsu th
 MIN_AREA = 0.01  # a lung region covers at least this share of the image,
 CENTRE_ROWS = (0.15, 0.80)  # its centre lies between these shares of the height (not neck, not belly),
 MAX_WIDTH = 0.55  # and it is at most this share of the width (wider: a lung merged with the arm's soft tissue)
+THORAX_MARGIN = 0.05  # crop_to_thorax keeps this share of the box's size beyond each side of it
 OPENING_PX = 5  # the opening's disc: cuts the thin bridges between a lung and the soft tissue beside the ribs
 
 
@@ -66,6 +67,21 @@ def box_of(fields: np.ndarray) -> Box:
         return WHOLE
     return Box(rows.min() / AT_PX, cols.min() / AT_PX, (rows.max() + 1 - rows.min()) / AT_PX,
                (cols.max() + 1 - cols.min()) / AT_PX)
+
+
+def crop_to_thorax(gray: np.ndarray, margin: float = THORAX_MARGIN) -> np.ndarray:
+    """The X-ray cut to the box of its lung fields widened by `margin` of the box on every side (within the
+    image); the whole X-ray where no lung fields are found, or where the box stays on one side of the middle
+    (one lung, or the soft tissue of a shoulder taken for one: cutting to it would keep half a chest)."""
+    box = thorax_box(gray)
+    if not box.found or not box.left < 0.5 < box.left + box.width:
+        return gray
+    h, w = gray.shape
+    top, bottom = box.top - margin * box.height, box.top + (1 + margin) * box.height
+    left, right = box.left - margin * box.width, box.left + (1 + margin) * box.width
+    rows = slice(max(0, int(top * h)), min(h, int(np.ceil(bottom * h))))
+    cols = slice(max(0, int(left * w)), min(w, int(np.ceil(right * w))))
+    return gray[rows, cols]
 
 
 FRAMING_FEATURES = ("top", "left", "height", "width", "centre_row", "centre_column", "aspect")

@@ -29,7 +29,7 @@ class TrainConfig:
     intensity: str = setting("none", "per-image intensity normalisation: none, equalize (histogram), clahe, exact",
                              choices=INTENSITY_MODES)
     border: str = setting("none", "crop: cut away black collimation borders before resizing; frame: also blank "
-                          "the outer 10%% of each side", choices=BORDER_MODES)
+                          "the outer 10%% of each side; thorax: cut to the lung fields' box", choices=BORDER_MODES)
     epochs: int = setting(100, "most epochs (early stopping usually ends sooner)")
     patience: int = setting(20, "early-stopping patience on validation loss")
     seed: int = setting(42, "random seed of weights, augmentation and shuffling (and of the split, by default)")
