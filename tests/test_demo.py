@@ -44,7 +44,7 @@ def test_the_miniature_demo_serves_the_run_it_chose(real_subset, tmp_path, monke
     robust = read_json(runs / "robust" / "model.json")
     assert robust["members"] == [str(runs / "cnn_aug"), str(runs / "vgg16_e2e")]
     card = (runs / "robust" / "MODEL_CARD.md").read_text()
-    assert "mean probability of: `cnn_aug` (48 px), `vgg16_e2e` (48 px)" in card
+    assert "mean logit of: `cnn_aug` (48 px), `vgg16_e2e` (48 px)" in card
     for run in ("cnn_aug", "vgg16_e2e", "robust"):
         assert read_json(runs / run / "model.json")["threshold_rule"] == FRAMED_THRESHOLD_RULE, run
     for seed_run in ("cnn", "vgg16"):

@@ -1,5 +1,5 @@
-"""`cxr ensemble`: a run folder like any other, equal to its member when averaged with itself; a member at a
-whole fraction of the size sees the image averaged down."""
+"""`cxr ensemble`: a run folder like any other, equal to its member when averaged with itself; the mean of
+its members' logits; a member at a whole fraction of the size sees the image averaged down."""
 
 import csv
 import io
@@ -61,21 +61,25 @@ def test_members_with_different_preprocessing_are_refused(trained_run, tmp_path,
     assert not (tmp_path / "mixed").exists()
 
 
-def test_a_member_at_half_the_size_sees_the_image_averaged_over_2x2_blocks():
+def test_members_log_odds_are_averaged_and_a_half_size_member_sees_2x2_block_means():
     import keras
     import numpy as np
 
+    from cxr.models.for_inference import OUTPUT_LAYER
     from cxr.training.ensemble import build_ensemble
 
     def member(size, seed):  # a probability that depends on every pixel, differently for each
         keras.utils.set_random_seed(seed)
         image = keras.Input((size, size, 1))
-        out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(image))
+        out = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER)(keras.layers.Flatten()(image))
         return keras.Model(image, out)
+
+    def logit(p):
+        return np.log(p / (1 - p))
 
     big, small = member(8, 1), member(4, 2)
     x = np.random.default_rng(0).uniform(0, 1, (3, 8, 8, 1)).astype(np.float32)
     blocks = x.reshape(3, 4, 2, 4, 2, 1).mean(axis=(2, 4))
-    expected = (big.predict(x, verbose=0) + small.predict(blocks, verbose=0)) / 2
+    mean_logit = (logit(big.predict(x, verbose=0)) + logit(small.predict(blocks, verbose=0))) / 2
     ensemble = build_ensemble([big, small], [8, 4], 8, tta=False)
-    np.testing.assert_allclose(ensemble.predict(x, verbose=0), expected, atol=1e-6)
+    np.testing.assert_allclose(ensemble.predict(x, verbose=0), 1 / (1 + np.exp(-mean_logit)), atol=1e-5)

@@ -109,3 +109,13 @@ def test_bfloat16_inference_stays_close_to_float32(trained_run):
     exact = Predictor(trained_run).predict(images)
     fast = Predictor(trained_run, precision="mixed_bfloat16").predict(images)
     np.testing.assert_allclose(fast, exact, atol=2e-2)
+
+
+def test_images_of_another_size_are_refused_not_cut_into_pieces(trained_run):
+    """A 64 px run handed 128 px images would otherwise read each as four 64 px ones."""
+    predictor = Predictor(trained_run)
+    one = np.full((64, 64), 120, np.uint8)
+    assert predictor.predict(one).shape == (1,)
+    np.testing.assert_allclose(predictor.predict(np.stack([one, one])[..., None]), predictor.predict(one)[[0, 0]])
+    with pytest.raises(ValueError, match="64 x 64 px"):
+        predictor.predict(np.zeros((2, 128, 128, 1), np.uint8))

@@ -127,7 +127,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--changes", metavar="NAME,...", help="only these changes (default: all; names in stress.json)")
     st.set_defaults(func=cmd_stress)
 
-    en = sub.add_parser("ensemble", help="mean probability of several runs (+ test-time augmentation) as a new run")
+    en = sub.add_parser("ensemble", help="mean logit of several runs (+ test-time augmentation) as a new run")
     en.add_argument("runs", nargs="+", type=Path, help="runs with the same preprocessing and split")
     en.add_argument("--out", type=Path, required=True, help="new run folder, e.g. runs/ensemble")
     en.add_argument("--no-tta", action="store_true", help="only the images as they are (no zoomed/widened views)")

@@ -73,9 +73,17 @@ class Predictor:
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities for images already preprocessed by this run's preprocessing."""
-        x = np.asarray(images, dtype=np.float32).reshape(-1, self.size, self.size, 1)
-        out = [self._run(x[i: i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)]
-        probs = np.concatenate(out) if out else np.zeros(0, np.float32)
+        x = np.asarray(images, dtype=np.float32)
+        if x.size == 0:
+            return np.zeros(0, np.float32)
+        if x.ndim == 2:  # one image
+            x = x[None]
+        if x.ndim == 3:  # no channel axis
+            x = x[..., None]
+        if x.shape[1:] != (self.size, self.size, 1):  # a reshape would cut larger images into several
+            raise ValueError(f"this run reads {self.size} x {self.size} px images; got an array of shape "
+                             f"{np.shape(images)}")
+        probs = np.concatenate([self._run(x[i: i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)])
         if self._logits:
             return calibrated(probs, self.temperature).astype(np.float32)
         if self.temperature == 1.0:

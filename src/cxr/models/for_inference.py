@@ -9,8 +9,9 @@ OUTPUT_LAYER = "pneumonia"  # every builder names its sigmoid output layer so
 
 
 def outputs_logits(info: dict) -> bool:
-    """An ensemble averages its members' probabilities: it keeps them. Every other model gives its logit."""
-    return "members" not in info
+    """Every model gives its logit, but an ensemble made before ensembles averaged logits: it averaged its
+    members' probabilities and keeps them."""
+    return "members" not in info or info.get("combine") == "mean_logit"
 
 
 def inference_model(model, size: int, logits: bool):

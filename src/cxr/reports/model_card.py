@@ -32,7 +32,8 @@ def _members(info: dict, size: int) -> list[str]:
     """An ensemble's members and the input each sees (a smaller one: the input averaged over blocks)."""
     seen = [f"`{m.name}` ({s} px)" if s == size else f"`{m.name}` ({s} px: the input averaged over {size // s} x "
             f"{size // s} blocks)" for m, s in ensemble_members(info)]
-    return [f"- mean probability of: {', '.join(seen)}"] if seen else []
+    combined = "mean logit" if info.get("combine") == "mean_logit" else "mean probability"
+    return [f"- {combined} of: {', '.join(seen)}"] if seen else []
 
 
 def write_model_card(run_dir: Path) -> Path:
