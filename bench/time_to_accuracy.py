@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PEER = ROOT / ".." / "shared" / "bench" / "peer_keras.py"
+from peer import PEER, ROOT, ensure_peer_venv
+
 TARGET_AUC, PATIENCE, MAX_EPOCHS = 0.99, 20, 30
 
 
@@ -111,7 +111,7 @@ def measure(data: Path) -> dict:
         work = Path(tmp)
         ours = cxr_side(data.resolve(), work)
         folders = split_folders(work / "cxr-run" / "split.csv", work / "split")
-        python = ROOT / ".venv-peer" / "bin" / "python"
+        python = ensure_peer_venv()
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TTA_LAUNCHED": str(time.time())}
         done = subprocess.run([str(python), __file__, "--peer", str(folders)], capture_output=True, text=True,
                               check=True, env=env)
