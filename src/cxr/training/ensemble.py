@@ -2,7 +2,7 @@
 run folder of its own (one Keras model, so every path serves it like any other run).
 
 The mean of the members' log-odds, not of their probabilities: on validation it ranked better unchanged and
-under both framing crops, for every pair of the demo's members measured (README, "The served robust model").
+under both framing crops, for every pair of the demo's members measured (README, "The robust model").
 
 Members must share their preprocessing and their split, so the ensemble's validation split, on which its
 temperature and threshold are chosen, is one that no member trained on. Their sizes may differ by whole
