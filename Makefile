@@ -43,9 +43,9 @@ setup-dev: $(VENV)/.installed-dev
 # side, the robust model and its two members on every image), the data audit and the comparison report. The
 # model to serve is chosen on validation only, by its worst framing (reports/demo/best_run.txt). `make
 # robust`: the full forms. `cxr stress RUN` tests a run on all 17 changes.
-CNN_AUG := --model cnn_aug --framing targeted --split-seed 42
-E2E := --model vgg16_e2e --size 64 --lr 1e-4 --lr-decay 1 --label-smoothing 0.1 --framing targeted --split-seed 42
-FRAMINGS := borders_cropped_10%,borders_cropped_20%
+CNN_AUG := --model cnn_aug --framing targeted --acquisition random --split-seed 42
+E2E := --model vgg16_e2e --size 64 --lr 1e-4 --lr-decay 1 --label-smoothing 0.1 --framing targeted --acquisition random \
+	--split-seed 42
 # The two seed runs trained without framing augmentation.
 UNFRAMED_RUNS := $(addprefix $(RUNS)/,cnn vgg16)
 ROBUST_PARTS := $(addprefix $(RUNS)/,cnn_aug vgg16_e2e robust)
@@ -64,10 +64,11 @@ demo-steps:
 	$(CXR) -q train --model vgg16 --out $(RUNS)/vgg16 $(DEMO_FLAGS)
 	$(CXR) -q train $(E2E) --epochs 8 --seed 42 --out $(RUNS)/vgg16_e2e $(DEMO_FLAGS)
 	$(CXR) -q ensemble $(RUNS)/cnn_aug $(RUNS)/vgg16_e2e --out $(RUNS)/robust --no-tta
-	$(CXR) -q stress --images 200 --changes $(FRAMINGS) $(UNFRAMED_RUNS)
-	$(CXR) -q stress --changes $(FRAMINGS) $(ROBUST_PARTS)
+	$(CXR) -q stress --images 200 --changes selection $(UNFRAMED_RUNS)
+	$(CXR) -q stress --changes selection $(ROBUST_PARTS)
 	$(CXR) -q audit --out $(REPORT)/audit
 	$(CXR) -q compare $(addprefix $(RUNS)/,cnn cnn_aug vgg16 vgg16_e2e robust) --out $(REPORT)
+	$(CXR) -q evidence $$(cat $(REPORT)/best_run.txt)
 
 # The full robust model: the demo's `cnn_aug` (already its full form), a second seed of it, VGG16 fine-tuned
 # end to end for 12 epochs and the ensemble of the first CNN with it, each stress-tested on every image and

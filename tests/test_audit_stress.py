@@ -28,7 +28,7 @@ def test_probe_finds_a_planted_border_cue_and_nothing_in_noise():
 def test_every_perturbation_keeps_an_image_an_image():
     image = np.clip(np.random.default_rng(2).normal(120, 40, (90, 120)), 0, 255).astype(np.uint8)
     kinds = {kind for kind, _ in PERTURBATIONS.values()}
-    assert len(PERTURBATIONS) >= 8 and kinds == {"photometric", "geometric"}
+    assert len(PERTURBATIONS) >= 8 and kinds == {"photometric", "geometric", "acquisition"}
     for name, (_, change) in PERTURBATIONS.items():
         out = change(image)
         assert out.dtype == np.uint8 and out.ndim == 2 and min(out.shape) >= 8, name
@@ -54,6 +54,9 @@ def test_audit_on_real_xrays_flags_the_raw_cue(real_subset, tmp_path):
     for figure in ("framing_probe.png", "lung_boxes.png"):
         assert (tmp_path / "audit" / figure).stat().st_size > 5000
     assert "Framing probe" in result.stdout
+    text = audit["text_probe"]
+    assert text["normal_images"] == 60 and 0 <= text["called_pneumonia_after"] <= 1
+    assert "Burned-in text probe" in result.stdout
 
 
 @pytest.mark.integration
@@ -63,11 +66,15 @@ def test_stress_writes_every_perturbation_for_the_run(trained_run):
     stress = json.loads((trained_run / "stress.json").read_text())
     assert set(stress["perturbations"]) == set(PERTURBATIONS)
     for p in stress["perturbations"].values():
-        assert p["kind"] in ("photometric", "geometric") and 0 <= p["accuracy"] <= 1
+        assert p["kind"] in ("photometric", "geometric", "acquisition") and 0 <= p["accuracy"] <= 1
         assert set(p) >= {"roc_auc", "accuracy", "sensitivity", "specificity"}
     assert 0 <= stress["shortcut_probe_auc"] <= 1 and "baseline" in stress
     assert (trained_run / "figures" / "stress.png").stat().st_size > 5000
     assert "width_shrunk_25%" in result.stdout
+    # The burned-in text probe: among NORMAL X-rays called NORMAL, how many annotations turn into PNEUMONIA.
+    probe = stress["text_probe"]
+    assert probe["change"] == "burned_in_text" and probe["normal_called_normal"] >= 0
+    assert probe["flipped_to_pneumonia"] is None or 0 <= probe["flipped_to_pneumonia"] <= 1
 
 
 def test_a_stress_sample_keeps_the_class_balance_and_is_repeatable():

@@ -56,7 +56,8 @@ def test_upload_in_the_browser_shows_the_api_probability(server, tmp_path):
         assert shown == pytest.approx(api["probability"], abs=1e-6)
         assert page.inner_text("#probability") == f"{100 * api['probability']:.1f}%"
         assert page.inner_text("#label") == api["label"]
-        assert page.inner_text("#caption") == api["heatmap_caption"]
+        caption = page.inner_text("#caption")
+        assert caption.startswith(api["heatmap_caption"]) and api["explanation"]["layer"] in caption
         assert page.is_visible("#heatmap") != api["heatmap_blank"]
         page.click("#toggle")
         assert not page.is_visible("#heatmap")

@@ -28,27 +28,34 @@ def test_the_miniature_demo_serves_the_run_it_chose(real_subset, tmp_path, monke
     chosen = Path((report / "best_run.txt").read_text().strip())
     assert chosen.parent == runs and (chosen / "model.keras").is_file()
     assert (report / "report.html").is_file() and (report / "audit" / "audit.json").is_file()
-    # Every run is stress-tested on the framings the selection reads; the report shows the other changes as
-    # not run rather than inventing a number.
+    # Every run is stress-tested on the conditions the selection reads (framings and acquisition changes); the
+    # report shows the other changes as not run rather than inventing a number.
+    from cxr.evaluation.selection import CONDITIONS
     from cxr.runs.folder import read_json
+    from cxr.runs.info import RunInfo
 
-    framings = {"borders_cropped_10%", "borders_cropped_20%"}
     for run in ("cnn", "cnn_aug", "vgg16", "vgg16_e2e", "robust"):
-        assert set(read_json(runs / run / "stress_val.json")["perturbations"]) == framings, run
+        assert set(read_json(runs / run / "stress_val.json")["perturbations"]) == set(CONDITIONS[1:]), run
     assert "| cnn | " in (report / "report.md").read_text() and "not run" in (report / "report.md").read_text()
+    served = [r for r in read_json(report / "comparison.json") if r["run"] == str(chosen)][0]
+    assert set(served["validation_selection"]["by_condition"]) == set(CONDITIONS)
+    # The served run's evidence audit, in its model card.
+    evidence = read_json(chosen / "evidence.json")
+    assert set(evidence["by_class"]) == {"NORMAL", "PNEUMONIA"} and len(evidence["grid"]) == 2
+    assert "Where the evidence lies" in (chosen / "MODEL_CARD.md").read_text()
     # The robust model averages the framing-augmented CNN (the seed's cnn_aug) and VGG16 fine-tuned end to
     # end, and takes its threshold on the worst framing, as its members do; a model trained without framing
     # augmentation, near chance on some framing at any threshold, keeps the screening rule.
     from cxr.evaluation.metrics import FRAMED_THRESHOLD_RULE, THRESHOLD_RULE
 
-    robust = read_json(runs / "robust" / "model.json")
-    assert robust["members"] == [str(runs / "cnn_aug"), str(runs / "vgg16_e2e")]
+    robust = RunInfo.read(runs / "robust")
+    assert [m.run.resolve() for m in robust.members] == [(runs / "cnn_aug").resolve(), (runs / "vgg16_e2e").resolve()]
     card = (runs / "robust" / "MODEL_CARD.md").read_text()
     assert "mean logit of: `cnn_aug` (48 px), `vgg16_e2e` (48 px)" in card
     for run in ("cnn_aug", "vgg16_e2e", "robust"):
-        assert read_json(runs / run / "model.json")["threshold_rule"] == FRAMED_THRESHOLD_RULE, run
+        assert RunInfo.read(runs / run).threshold_rule == FRAMED_THRESHOLD_RULE, run
     for seed_run in ("cnn", "vgg16"):
-        assert read_json(runs / seed_run / "model.json")["threshold_rule"].startswith(THRESHOLD_RULE)
+        assert RunInfo.read(runs / seed_run).threshold_rule.startswith(THRESHOLD_RULE)
     with Server(chosen) as server:
         answer = server.predict(FULLRES / "NORMAL" / "IM-0217-0001.jpeg")
     assert 0.0 <= answer["probability"] <= 1.0 and answer["label"] in ("NORMAL", "PNEUMONIA")

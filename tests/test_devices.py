@@ -1,9 +1,9 @@
 """`cxr train --devices 2`: MirroredStrategy over two logical CPU devices trains the same model as one device."""
 
 import csv
-import json
 
 from conftest import run_cxr
+from cxr.runs.record import TrainingRecord
 
 
 def _history(run):
@@ -19,7 +19,7 @@ def test_two_devices_train_like_one(real_subset, tmp_path):
                          "--split", "pooled", "--seed", 3, "--devices", devices)
         assert result.returncode == 0, result.stderr[-3000:]
         runs[devices] = run
-    assert json.loads((runs[2] / "training.json").read_text())["replicas"] == 2
+    assert TrainingRecord.read(runs[2]).replicas == 2
     one, two = _history(runs[1]), _history(runs[2])
     assert len(one) == len(two) == 3
     # Same batches, gradients averaged over the replicas; only the dropout masks differ between the two.

@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from conftest import FULLRES, run_cxr
+from cxr.runs.info import RunInfo
 
 pytestmark = pytest.mark.integration
 
@@ -23,12 +24,12 @@ def test_a_run_averaged_with_itself_predicts_like_the_run(trained_run, tmp_path)
     out = tmp_path / "same"
     result = run_cxr("ensemble", trained_run, trained_run, "--out", out, "--no-tta")
     assert result.returncode == 0, result.stderr[-2000:]
-    info = json.loads((out / "model.json").read_text())
-    single = json.loads((trained_run / "model.json").read_text())
-    assert info["preprocessing"] == single["preprocessing"] and info["members"] == [str(trained_run)] * 2
+    info, single = RunInfo.read(out), RunInfo.read(trained_run)
+    assert info.preprocessing == single.preprocessing
+    assert [m.run.resolve() for m in info.members] == [trained_run.resolve()] * 2
     # An ensemble computes in float32; its member was calibrated in the CPU's fast precision (bfloat16 on
     # CPUs that have it), which moves probabilities by about 1e-3, and the temperature and threshold with them.
-    assert info["threshold"] == pytest.approx(single["threshold"], abs=1e-2)
+    assert info.threshold == pytest.approx(single.threshold, abs=1e-2)
     mine, theirs = probabilities(out), probabilities(trained_run, "--precision", "float32")
     assert mine.keys() == theirs.keys()
     assert max(abs(mine[p] - theirs[p]) for p in mine) < 1e-2

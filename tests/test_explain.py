@@ -89,3 +89,42 @@ def test_every_model_type_gets_a_map(name):
     x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 1)).astype(np.float32)
     found = HiResCam(model).explain(x)
     assert found.heatmaps.shape == (2, size, size) and found.probs.shape == (2,)
+
+
+# The size each kind is trained at in the demo (vgg16_e2e: 64 px), and the default size otherwise.
+KIND_SIZES = {"vgg16_e2e": 64}
+
+
+@pytest.mark.parametrize("name", __import__("cxr.models", fromlist=["names"]).names())
+def test_every_registered_kind_is_explained_on_a_grid_of_at_least_8_by_8(name):
+    from cxr.inference.explain import MIN_GRID
+
+    size = KIND_SIZES.get(name, SIZE)
+    cam = HiResCam(build(name, size, pretrained=False).model)
+    assert min(cam.grid) >= MIN_GRID, (name, cam.layer.name, cam.grid)
+    assert cam.description["grid"] == list(cam.grid) and cam.layer.name in cam.title
+
+
+def test_an_ensemble_map_is_its_members_maps_combined_as_their_logits_are():
+    """Two members at 64 and 32 px (the second sees the ensemble's input averaged over 2 x 2 blocks): the
+    ensemble's logit is the mean of theirs, and its map is the mean of their maps on the ensemble's grid."""
+    import tensorflow as tf
+
+    from cxr.inference.explain import EnsembleCam
+    from cxr.training.ensemble import build_ensemble
+
+    keras.utils.set_random_seed(1)
+    big, small = build("cnn_seed", 64).model, build("cnn_seed", 32).model
+    x = np.random.default_rng(3).uniform(0, 255, (3, 64, 64, 1)).astype(np.float32)
+    cam = EnsembleCam([(big, 64), (small, 32)], ["big", "small"])
+    combined, logits = cam.signed(x)
+    ensemble = build_ensemble([big, small], [64, 32], 64, tta=False)
+    probs = ensemble.predict(x, verbose=0).reshape(-1)
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), probs, rtol=1e-4, atol=1e-6)
+    map_big, _ = HiResCam(big).signed(x)
+    map_small, _ = HiResCam(small).signed(x.reshape(3, 32, 2, 32, 2, 1).mean(axis=(2, 4)))
+    resized = tf.image.resize(map_small[..., None], (64, 64), method="bilinear")[..., 0].numpy() / 4
+    np.testing.assert_allclose(combined, (map_big + resized) / 2, rtol=1e-5, atol=1e-7)
+    assert [m["run"] for m in cam.description["members"]] == ["big", "small"]
+    found = cam.explain(x)
+    assert found.heatmaps.shape == (3, 64, 64) and np.array_equal(found.explained, (probs >= 0.5).astype(int))

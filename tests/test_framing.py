@@ -1,5 +1,7 @@
 """Framing: tight crops as a training augmentation (more of NORMAL), and validation copies framed tighter."""
 
+from pathlib import Path
+
 import numpy as np
 
 from conftest import write_image
@@ -32,22 +34,33 @@ def test_tight_crops_enlarge_the_anatomy_and_come_more_often_for_normal():
     assert 0.05 < (_blank_share(framed) > 0.5).mean() < 0.4  # some zoom-outs, for both classes
 
 
-def test_framed_validation_adds_a_tighter_copy_of_every_image(tmp_path):
+def test_framed_validation_adds_changed_copies_spread_over_every_condition(tmp_path):
     from cxr.data.dataset import Part
-
-    prep = Preprocessing(32)
-    paths = [write_image(tmp_path / f"IM-000{i}-0001.jpeg", size=(80, 60)) for i in range(3)]
+    from cxr.data.framing import COPIES, validation_conditions
     from cxr.data.images import read_grayscale
 
+    prep = Preprocessing(32)
+    n = 20
+    paths = [write_image(tmp_path / f"IM-00{i:02d}-0001.jpeg", size=(80, 60)) for i in range(n)]
     images = np.stack([prep.apply(read_grayscale(p.read_bytes(), 32)) for p in paths])[..., None]
-    part = Part(images, np.array([0, 1, 0]), paths, ["a", "b", "c"])
+    labels = np.arange(n) % 2
+    part = Part(images, labels, paths, [f"p{i}" for i in range(n)])
     framed = framed_validation(part, prep)
-    assert len(framed.labels) == 3 * (1 + len(FRAMED_CROPS))
-    assert list(framed.labels) == [0, 1, 0] * 3 and framed.patients[3:6] == ["a", "b", "c"]
-    assert list(framed.framings) == [0] * 3 + [1] * 3 + [2] * 3  # the threshold rule tells the copies apart
-    expected = prep.apply(crop_borders(read_grayscale(paths[0].read_bytes(), 32), FRAMED_CROPS[0]))
-    np.testing.assert_array_equal(framed.images[3, ..., 0], expected)
-    assert not np.array_equal(framed.images[0], framed.images[3])
+    conditions = list(validation_conditions())
+    assert len(framed.labels) == n * (1 + COPIES)
+    assert list(framed.framings[:n]) == [0] * n
+    # Every condition is present, an image is never changed twice the same way, and labels follow their images.
+    assert set(framed.framings[n:]) == set(range(1, len(conditions) + 1))
+    for row in range(n, len(framed.labels)):
+        j = paths.index(framed.paths[row])
+        assert framed.labels[row] == labels[j] and framed.patients[row] == f"p{j}"
+    pairs = {(framed.paths[r], framed.framings[r]) for r in range(n, len(framed.labels))}
+    assert len(pairs) == n * COPIES
+    # A framing copy is the cropped original, preprocessed.
+    row = int(np.flatnonzero(framed.framings == 1)[0])
+    source = read_grayscale(Path(framed.paths[row]).read_bytes(), 32)
+    assert conditions[0] == "borders_cropped_10%"
+    np.testing.assert_array_equal(framed.images[row, ..., 0], prep.apply(crop_borders(source, FRAMED_CROPS[0])))
 
 
 def test_reframing_a_preprocessed_xray_approaches_preprocessing_the_cropped_original():

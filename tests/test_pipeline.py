@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import FULLRES, run_cxr
+from cxr.runs.info import RunInfo
+from cxr.runs.record import TrainingRecord
 
 pytestmark = pytest.mark.integration
 CXR = [sys.executable, "-m", "cxr.cli"]
@@ -33,8 +35,7 @@ def test_train_evaluate_and_figures_on_real_xrays(trained_run, real_subset, tmp_
     assert not (run / "checkpoints").exists()
 
     metrics = json.loads((run / "metrics.json").read_text())
-    info = json.loads((run / "model.json").read_text())
-    assert metrics["threshold"] == info["threshold"]  # chosen on validation at training time
+    assert metrics["threshold"] == RunInfo.read(run).threshold  # chosen on validation at training time
     assert metrics["n"] == sum(metrics["confusion_matrix"][0]) + sum(metrics["confusion_matrix"][1])
     assert history_epochs(run) == [0, 1, 2]
     with open(run / "split.csv") as f:
@@ -90,11 +91,9 @@ def test_transfer_model_trains_on_cached_features_then_fine_tunes(real_subset, t
     result = cxr("train", "--model", "vgg16", "--data", real_subset, "--out", run, "--epochs", 2, "--size", 48,
                  "--fine-tune", 2, "--split", "pooled")
     assert result.returncode == 0, result.stderr[-3000:]
-    training = json.loads((run / "training.json").read_text())
-    assert training["feature_seconds"] > 0
+    assert TrainingRecord.read(run).feature_seconds > 0
     assert history_epochs(run) == [0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]  # head, then fine-tuning (10 epochs)
-    info = json.loads((run / "model.json").read_text())
-    assert "VGG16" in info["weights_note"]
+    assert "VGG16" in RunInfo.read(run).weights_note
     # Fine-tuning trained the last two convolutions: they differ from the ImageNet weights now.
     import keras
 

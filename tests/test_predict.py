@@ -13,6 +13,7 @@ from PIL import Image
 from conftest import FULLRES, run_cxr
 from cxr.inference.batch import SKIPPED_EXIT_CODE
 from cxr.inference.predictor import Predictor
+from cxr.runs.info import RunInfo
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ def test_predict_folder_glob_and_bad_files(trained_run, tmp_path):
     rows = rows_of(result.stdout)
     assert len(rows) == 20 + 2  # all NORMAL, and person26_... and person298_... from the glob
     assert {r["label"] for r in rows} <= {"NORMAL", "PNEUMONIA"}
-    threshold = json.loads((trained_run / "model.json").read_text())["threshold"]
+    threshold = RunInfo.read(trained_run).threshold
     for r in rows:
         p = float(r["probability"])
         assert 0 <= p <= 1 and r["label"] == ("PNEUMONIA" if p >= threshold else "NORMAL")
@@ -75,9 +76,10 @@ def test_explain_writes_a_map_png_per_image(trained_run, tmp_path):
 def test_onnx_export_agrees_with_keras_on_real_xrays(trained_run, tmp_path):
     result = run_cxr("export", trained_run, "--format", "onnx")
     assert result.returncode == 0, result.stderr[-2000:]
-    meta = json.loads((trained_run / "model.onnx.json").read_text())
-    for key in ("size", "preprocessing", "classes", "threshold", "weights_sha256", "cxr_version"):
+    meta = json.loads((trained_run / "model.onnx.json").read_text())  # what another program reads
+    for key in ("size", "preprocessing", "classes", "threshold", "weights_sha256", "cxr_version", "weights_note"):
         assert key in meta
+    assert RunInfo.read_onnx(trained_run) == RunInfo.read(trained_run)  # a view of the same facts
     keras_rows = rows_of(run_cxr("predict", trained_run, FULLRES, "--precision", "float32").stdout)
     onnx_rows = rows_of(run_cxr("predict", trained_run, FULLRES, "--engine", "onnx").stdout)
     assert len(keras_rows) == len(onnx_rows) == 40

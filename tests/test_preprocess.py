@@ -30,7 +30,7 @@ def test_same_input_same_output_and_stable_keys():
     assert a.shape == (32, 32) and a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)
     assert prep.key == "32px-crop-clahe-crop-v1"
-    assert Preprocessing.from_dict({"preprocessing": prep.to_dict(), "size": 32}) == prep
+    assert Preprocessing(**prep.to_dict()) == prep
 
 
 def test_every_setting_changes_the_cache_key():
@@ -41,7 +41,12 @@ def test_every_setting_changes_the_cache_key():
 
 
 def test_a_run_without_stored_preprocessing_is_plain_squashing_at_its_size():
-    assert Preprocessing.from_dict({"size": 96}) == Preprocessing(96, "squash", "none", "none")
+    from pathlib import Path
+
+    from cxr.runs.info import RunInfo
+
+    old = RunInfo.from_dict({"model": "cnn", "size": 96}, Path("model.json"))
+    assert old.preprocessing == Preprocessing(96, "squash", "none", "none")
 
 
 @pytest.mark.parametrize("field,value", [("resize", "stretch"), ("intensity", "gamma"), ("border", "pad")])

@@ -57,6 +57,7 @@ def test_explain_adds_image_and_heatmap_pngs(client):
     body = post(client, "x.jpeg", XRAY.read_bytes(), explain="true").json()
     assert body["explained_class"] == body["label"] and body["heatmap_caption"] == f"evidence for {body['label']}"
     assert body["heatmap_blank"] is False
+    assert body["explanation"]["method"] == "HiResCAM" and min(body["explanation"]["grid"]) >= 1
     heatmap = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"])))
     image = Image.open(io.BytesIO(base64.b64decode(body["image_png"])))
     assert heatmap.mode == "RGBA" and heatmap.size == image.size

@@ -110,7 +110,8 @@ def stress_chart(result: dict, path: Path) -> Path:
     """ROC AUC under each acquisition-like change, against the unchanged test split."""
     names = list(result["perturbations"])
     values = [result["perturbations"][n]["roc_auc"] for n in names]
-    colours = ["tab:blue" if result["perturbations"][n]["kind"] == "photometric" else "tab:orange" for n in names]
+    palette = {"photometric": "tab:blue", "geometric": "tab:orange", "acquisition": "tab:green"}
+    colours = [palette[result["perturbations"][n]["kind"]] for n in names]
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.4))
     ax.barh(names, values, color=colours)
     base = result["baseline"]["roc_auc"]
@@ -118,7 +119,7 @@ def stress_chart(result: dict, path: Path) -> Path:
     ax.axvline(base - 0.02, color="black", lw=1, ls=":")
     ax.set_xlim(max(0.5, min(values) - 0.02), 1.0)
     ax.invert_yaxis()
-    ax.set_xlabel("ROC AUC on the test split (blue: photometric, orange: geometric)")
+    ax.set_xlabel("ROC AUC on the test split (blue: photometric, orange: geometric, green: acquisition)")
     ax.set_title(f"solid line: unchanged ({base:.3f}); dotted: 0.02 below it", fontsize=9)
     fig.tight_layout()
     return save(fig, path)
@@ -176,4 +177,23 @@ def reliability(labels, probs, path: Path, title: str, bins: int = 10) -> Path:
     ax.set_ylabel("observed share of pneumonia")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def evidence_maps(maps: dict, background: np.ndarray, path: Path, method: str) -> Path:
+    """The mean evidence map of each group (name -> (mean map or None, images)) over the mean X-ray, with the
+    outer 10% band that the evidence audit counts as border."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(2.6 * len(maps), 3.1), squeeze=False)
+    size = background.shape[0]
+    for ax, (name, (mean, count)) in zip(axes[0], maps.items()):
+        ax.imshow(background, cmap="gray")
+        if mean is not None:
+            ax.imshow(mean, cmap="jet", alpha=0.45, vmin=0, vmax=max(float(mean.max()), 1e-6))
+        band = 0.1 * size
+        ax.add_patch(plt.Rectangle((band - 0.5, band - 0.5), size - 2 * band, size - 2 * band, fill=False,
+                                   ec="white", ls="--", lw=0.8))
+        ax.set_title(f"{name}\n({count} X-rays)", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.suptitle(f"Mean evidence for the class called: {method}", fontsize=9, y=1.06)
     return save(fig, path)

@@ -7,6 +7,7 @@ bytes, a weights file a digest beside it. A damaged file is reported in one line
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 import threading
@@ -124,3 +125,20 @@ def is_sealed(path: Path) -> bool:
     if not intact:
         _damaged(path, "missing or mismatching digest (truncated, overwritten or half-written)")
     return intact
+
+
+def write_json(path: Path, obj) -> None:
+    """JSON, indented, written atomically."""
+    write_atomically(Path(path), (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+def read_json(path: Path) -> dict:
+    """A cxr JSON file; a missing or broken one is a RunError naming it."""
+    from cxr.errors import RunError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path}: not found (is this a cxr run folder?)") from None
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path}: not valid JSON ({exc})") from None

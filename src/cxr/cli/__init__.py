@@ -15,6 +15,7 @@ from cxr.cli.commands import (  # noqa: E402
     cmd_compare,
     cmd_ensemble,
     cmd_evaluate,
+    cmd_evidence,
     cmd_export,
     cmd_guard,
     cmd_predict,
@@ -117,6 +118,13 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--border", choices=BORDER_MODES, default=ROBUST.border)
     a.set_defaults(func=cmd_audit)
 
+    ev = sub.add_parser("evidence", help="where a run's evidence maps put their weight (lungs, above, below, beside, "
+                        "border), per class and per call, over validation or a labelled folder (evidence.json)")
+    ev.add_argument("run", type=Path)
+    ev.add_argument("--data", type=Path, help="a labelled folder (Kaggle layout) instead of the validation split")
+    ev.add_argument("--out", type=Path, help="where to write (default: the run folder)")
+    ev.set_defaults(func=cmd_evidence)
+
     st = sub.add_parser("stress", help="a run's test and validation splits under acquisition-like changes "
                         "(stress.json, stress_val.json)")
     st.add_argument("runs", nargs="+", type=Path, metavar="RUN")
@@ -124,7 +132,8 @@ def parser() -> argparse.ArgumentParser:
                     help="at most N images of each side, drawn within each class (default: all)")
     st.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto", help=PRECISION)
     st.add_argument("--engine", choices=["keras", "onnx"], default="keras")
-    st.add_argument("--changes", metavar="NAME,...", help="only these changes (default: all; names in stress.json)")
+    st.add_argument("--changes", metavar="NAME,...", help="only these changes (default: all; names in stress.json; "
+                    "`selection`: the conditions the choice of the served run reads)")
     st.set_defaults(func=cmd_stress)
 
     en = sub.add_parser("ensemble", help="mean logit of several runs (+ test-time augmentation) as a new run")

@@ -41,20 +41,22 @@ def training_config(args):
 
 def cmd_train(args) -> None:
     from cxr.evaluation.evaluate import evaluate_run
-    from cxr.runs.folder import read_json
+    from cxr.reports.model_card import write_model_card
+    from cxr.runs.record import TrainingRecord
     from cxr.training.fit import train
 
     cfg = training_config(args)
     run_dir = train(cfg, resume=bool(args.resume))
     report = evaluate_run(run_dir)
-    training = read_json(run_dir / "training.json")
-    print(f"split: {training['split_note']}; {training['images']}")
-    print(f"{cfg.model}: {training['epochs_run']} epochs, {training['epoch_seconds_mean']:.1f} s/epoch, "
-          f"{training['train_seconds']:.0f} s training")
+    write_model_card(run_dir)
+    training = TrainingRecord.read(run_dir)
+    print(f"split: {training.split_note}; {training.images}")
+    print(f"{cfg.model}: {training.epochs_run} epochs, {training.epoch_seconds_mean:.1f} s/epoch, "
+          f"{training.train_seconds:.0f} s training")
     print(f"test: {_headline(report)}")
-    if training["skipped"]:
-        print(f"skipped {len(training['skipped'])} unreadable files (listed in {run_dir / 'training.json'})")
-    print(f"run folder: {run_dir}  (figures in {run_dir / 'figures'})")
+    if training.skipped:
+        print(f"skipped {len(training.skipped)} unreadable files (listed in {run_dir / 'training.json'})")
+    print(f"run folder: {run_dir}  (figures in {run_dir / 'figures'}, model card MODEL_CARD.md)")
 
 
 def cmd_evaluate(args) -> None:
@@ -62,6 +64,10 @@ def cmd_evaluate(args) -> None:
 
     report = evaluate_run(args.run, data=args.data, out=args.out, threshold=args.threshold, precision=args.precision)
     print(_headline(report))
+    if args.data is None and args.out is None and args.threshold is None:  # the run's own test metrics changed
+        from cxr.reports.model_card import write_model_card
+
+        write_model_card(args.run)
     if report["skipped"]:
         print(f"skipped {len(report['skipped'])} unreadable files")
 
@@ -119,18 +125,17 @@ def cmd_predict(args) -> int:
 
 def cmd_guard(args) -> None:
     from cxr.data.dataset import load_part
-    from cxr.data.preprocess import Preprocessing
     from cxr.data.split import read_split_csv
     from cxr.inference.ood import fit_for_run
-    from cxr.runs.folder import INFO_FILE, read_json, write_json
+    from cxr.runs.info import GuardInfo, RunInfo
 
-    info = read_json(args.run / INFO_FILE)
-    split, prep = read_split_csv(args.run / "split.csv"), Preprocessing.from_dict(info)
-    train, val = (load_part(split.part(side), prep)[0] for side in ("train", "val"))
-    info["ood"] = fit_for_run(args.run, train.images, val.images)
-    write_json(args.run / INFO_FILE, info)
+    info = RunInfo.read(args.run)
+    split = read_split_csv(args.run / "split.csv")
+    train, val = (load_part(split.part(side), info.preprocessing)[0] for side in ("train", "val"))
+    guard = GuardInfo(**fit_for_run(args.run, train.images, val.images))
+    info.replace(guard=guard).write(args.run)
     print(f"out-of-distribution guard fitted on {len(train.labels)} training X-rays: cut-off "
-          f"{info['ood']['cutoff']} ({info['ood']['rule']}); written to {args.run / info['ood']['file']}")
+          f"{guard.cutoff} ({guard.rule}); written to {args.run / guard.file}")
 
 
 def cmd_sweep(args) -> None:
@@ -153,9 +158,22 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def cmd_evidence(args) -> None:
+    from cxr.evaluation.evidence import evidence_run, evidence_table
+    from cxr.reports.model_card import write_model_card
+
+    result = evidence_run(args.run, args.data, args.out)
+    print(f"{args.run}: share of the evidence for the class called, on the {result['data']} "
+          f"({result['images']} X-rays; {result['method']}, grid {result['grid'][0]} x {result['grid'][1]})")
+    print(evidence_table(result))
+    if args.data is None and (Path(args.run) / "metrics.json").exists():
+        print(f"model card updated: {write_model_card(args.run)}")
+
+
 def cmd_stress(args) -> None:
     from cxr.evaluation.stress import stress_run, stress_table
     from cxr.inference.predictor import Predictor
+    from cxr.reports.model_card import write_model_card
 
     for run in args.runs:  # runs sharing a split and preprocessing reuse the changed images
         predictor = Predictor(run, engine=args.engine, precision=args.precision)
@@ -167,16 +185,22 @@ def cmd_stress(args) -> None:
         worst = result["worst_photometric_auc_change"]
         print(f"worst photometric change of ROC AUC: {'not run' if worst is None else f'{worst:+.3f}'}; "
               f"shortcut probe on the run's input: {result['shortcut_probe_auc']:.3f}")
+        probe = result.get("text_probe")
+        if probe and probe["flipped_to_pneumonia"] is not None:
+            print(f"burned-in text probe: {probe['flipped_to_pneumonia']:.1%} of {probe['normal_called_normal']} "
+                  "NORMAL X-rays called NORMAL become PNEUMONIA calls with annotations added")
         print(f"written: {Path(run) / 'stress.json'}, {Path(run) / 'stress_val.json'}, "
-              f"{Path(run) / 'figures' / 'stress.png'}\n")
+              f"{Path(run) / 'figures' / 'stress.png'}, {write_model_card(run)}\n")
 
 
 def cmd_ensemble(args) -> None:
     from cxr.evaluation.evaluate import evaluate_run
+    from cxr.reports.model_card import write_model_card
     from cxr.training.ensemble import make_ensemble
 
     run_dir = make_ensemble(args.runs, args.out, tta=not args.no_tta)
     print(f"test: {_headline(evaluate_run(run_dir))}")
+    write_model_card(run_dir)
     print(f"run folder: {run_dir}")
 
 

@@ -3,8 +3,9 @@ wide and PNEUMONIA X-rays tighter, so "large anatomy in the frame" predicts the 
 that learns it calls tightly framed NORMAL X-rays from another hospital PNEUMONIA.
 
 Two remedies live here:
-- `framed_validation`: the validation split plus copies cropped 10% and 20% from every side, so the
-  temperature, the threshold and early stopping are chosen on data that shows the shift;
+- `framed_validation`: the validation split plus copies cropped 10% and 20% from every side or under the
+  held-out acquisition changes (cxr.data.acquisition), so the temperature, the threshold and early stopping
+  are chosen on data that shows the shifts;
 - `framing_augmentation`: random tight crops (more often of NORMAL than of PNEUMONIA, so that apparent
   anatomy size carries no label) and zoom-outs of every training batch (targeted augmentation).
 """
@@ -18,6 +19,7 @@ from cxr.data.preprocess import Preprocessing, frame_px
 FRAMING_MODES = ("none", "targeted")  # TrainConfig.framing
 PLAIN = Preprocessing()  # squashed, nothing else: the seed models' input
 FRAMED_CROPS = (0.10, 0.20)  # share cut from every side in the framed validation copies
+COPIES = 2  # changed copies of each validation image while training (each under another condition)
 MAX_CROP = 0.25  # a tight crop cuts up to this share from every side, plus or minus JITTER per side
 JITTER = 0.08
 TIGHT_CHANCE = {0: 0.6, 1: 0.3}  # chance of a tight crop by label (NORMAL, PNEUMONIA)
@@ -35,13 +37,28 @@ def crop_borders(image: np.ndarray, share: float) -> np.ndarray:
     return image[dy: h - dy, dx: w - dx]
 
 
-def framed_validation(part, prep):
-    """`part` (a data.dataset.Part) followed by copies of each image cropped by every FRAMED_CROPS share
-    before `prep`; an image whose file can no longer be read keeps only its unchanged copy."""
+def validation_conditions() -> dict:
+    """Every change the validation split is judged on besides "none", in a fixed order (name -> function of a
+    decoded X-ray): the framings, then the held-out acquisition families (cxr.data.acquisition)."""
+    from cxr.data.acquisition import VALIDATION_CHANGES
+
+    crops = {f"borders_cropped_{round(100 * share)}%": (lambda im, share=share: crop_borders(im, share))
+             for share in FRAMED_CROPS}
+    return {**crops, **VALIDATION_CHANGES}
+
+
+def framed_validation(part, prep, copies: int = COPIES):
+    """`part` (a data.dataset.Part) followed by changed copies of its images, `copies` of each, made before
+    `prep`: image j under validation_conditions() number j % K and (j + K / copies) % K, ... of the K, so each
+    condition changes about copies / K of the images, of both classes, and validation costs what the
+    unchanged split and two framings cost before the acquisition families came. `framings` numbers the rows'
+    conditions in validation_conditions() order (0: unchanged). An image whose file can no longer be read
+    keeps only its unchanged copy. (`cxr stress` judges every image under every condition.)"""
     from cxr.data.dataset import Part
     from cxr.data.images import read_grayscale
     from cxr.data.pixels import ImageError
 
+    changes = list(validation_conditions().values())
     images, labels, paths, patients = [part.images], [part.labels], list(part.paths), list(part.patients)
     framings = [np.zeros(len(part.labels), np.int32)]
     originals = []
@@ -50,11 +67,14 @@ def framed_validation(part, prep):
             originals.append((i, read_grayscale(Path(path).read_bytes(), prep.size)))
         except (OSError, ImageError):
             continue
-    kept = [i for i, _ in originals]
-    for copy, share in enumerate(FRAMED_CROPS, start=1):
-        images.append(np.stack([prep.apply(crop_borders(im, share)) for _, im in originals])[..., None])
+    k = len(changes)
+    for copy in range(min(copies, k)):
+        chosen = [(j + copy * k // copies) % k for j in range(len(originals))]
+        order = np.argsort(chosen, kind="stable")  # rows grouped by condition
+        images.append(np.stack([prep.apply(changes[chosen[j]](originals[j][1])) for j in order])[..., None])
+        kept = [originals[j][0] for j in order]
         labels.append(part.labels[kept])
-        framings.append(np.full(len(kept), copy, np.int32))
+        framings.append(np.array([chosen[j] + 1 for j in order], np.int32))
         paths += [part.paths[i] for i in kept]
         patients += [part.patients[i] for i in kept]
     return Part(np.concatenate(images), np.concatenate(labels), paths, patients, np.concatenate(framings))
@@ -105,12 +125,21 @@ def reframe(images, margins, prep: Preprocessing = PLAIN, fine=None):
     framed = tf.image.crop_and_resize(content, boxes, tf.range(tf.shape(images)[0]), (inner, inner),
                                       extrapolation_value=0.0)
     if prep.intensity in ("exact", "equalize"):  # both spread the grey levels by rank; CLAHE is local: kept
-        flat = tf.reshape(framed, (-1, inner * inner))
-        ranks = tf.argsort(tf.argsort(flat, axis=1, stable=True), axis=1, stable=True)
-        framed = tf.reshape(tf.cast(ranks * 256 // (inner * inner), tf.float32), tf.shape(framed))
+        framed = equalized(framed)
     framed = tf.pad(framed, [[0, 0], [k, k], [k, k], [0, 0]])
     framed = tf.cast(tf.clip_by_value(tf.round(framed), 0, 255), images.dtype)
     if fine is None:
         return framed
     unchanged = tf.reduce_all(tf.equal(margins, 0.0), axis=1)[:, None, None, None]
     return tf.where(unchanged, images, framed)
+
+
+def equalized(images):
+    """(b, h, w, 1) float images with their grey levels replaced by their ranks spread over 0..255 (TensorFlow):
+    what exact equalisation of the same image gives, up to how ties are ordered."""
+    import tensorflow as tf
+
+    pixels = images.shape[1] * images.shape[2]
+    flat = tf.reshape(images, (-1, pixels))
+    ranks = tf.argsort(tf.argsort(flat, axis=1, stable=True), axis=1, stable=True)
+    return tf.reshape(tf.cast(ranks * 256 // pixels, tf.float32), tf.shape(images))

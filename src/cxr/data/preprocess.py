@@ -60,12 +60,6 @@ class Preprocessing:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, info: dict) -> "Preprocessing":
-        """The run's preprocessing; runs from before it was stored were plain squashing at their size."""
-        stored = info.get("preprocessing")
-        return cls(size=int(info["size"])) if stored is None else cls(**stored)
-
     def at_size(self, size: int) -> "Preprocessing":
         """The same steps at another size (for display next to a heatmap)."""
         return replace(self, size=size)

@@ -26,6 +26,7 @@ from cxr.runs.folder import write_json
 
 AUGMENTATION_SEED = (0, 0)  # one fixed draw of the framing augmentation for the probe
 CHUNK = 256  # images augmented at a time (the fine copies at twice the size are large)
+TEXT_PROBE_IMAGES = 400  # NORMAL X-rays the burned-in text probe annotates
 
 
 def _header(path: Path):
@@ -104,6 +105,33 @@ def framing_augmented(part, fine_part, prep: Preprocessing) -> np.ndarray:
     return np.concatenate(chunks)
 
 
+def text_probe(part, prep: Preprocessing, limit: int = TEXT_PROBE_IMAGES) -> dict:
+    """The burned-in text probe on data: the shortcut probe's logistic regression, fitted on every image, then
+    asked about NORMAL X-rays with and without annotations burned in (cxr.data.acquisition.burned_in_text).
+    Flips to PNEUMONIA mean that annotations push the acquisition statistics toward the PNEUMONIA side of the
+    training batch: a model that reads those statistics would flip too."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from cxr.data.acquisition import burned_in_text
+    from cxr.data.images import read_grayscale
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, class_weight="balanced"))
+    probe.fit(global_statistics(part.images), part.labels)
+    normal = [p for p, label in zip(part.paths, part.labels) if label == 0][:limit]
+    originals = [read_grayscale(Path(p).read_bytes(), prep.size) for p in normal]
+    def probability(change):
+        return probe.predict_proba(global_statistics(np.stack([prep.apply(change(im)) for im in originals])))[:, 1]
+
+    before, after = probability(lambda im: im), probability(burned_in_text)
+    kept_normal = before < 0.5
+    return {"normal_images": len(normal), "called_pneumonia_before": float(np.mean(~kept_normal)),
+            "called_pneumonia_after": float(np.mean(after >= 0.5)),
+            "flipped_to_pneumonia": float(np.mean(after[kept_normal] >= 0.5)) if kept_normal.any() else None,
+            "mean_probability_change": float(np.mean(after - before))}
+
+
 def audit(data_dir: Path, out_dir: Path, prep: Preprocessing) -> dict:
     records = discover(Path(data_dir))
     headers = {r.path: _header(r.path) for r in records}  # read once, for the inventory and the aspect ratio
@@ -124,6 +152,7 @@ def audit(data_dir: Path, out_dir: Path, prep: Preprocessing) -> dict:
         "shortcut_probe": shortcut,
         "framing_probe": framing,
         "aspect_ratio_auc": aspect_ratio_auc(records, headers),
+        "text_probe": text_probe(parts["raw"], raw_prep),
         "warn_above": WARN_ABOVE,
     }
     result["warnings"] = [
@@ -174,5 +203,14 @@ def audit_markdown(result: dict) -> str:
     ratio = result["aspect_ratio_auc"]
     lines += ["", "Aspect ratio alone (ROC AUC of width/height for PNEUMONIA): "
               + ("n/a, every image has the same shape (squashed copies)" if ratio is None else f"{ratio:.3f}"), ""]
+    text = result.get("text_probe")
+    if text:
+        flipped = "n/a" if text["flipped_to_pneumonia"] is None else f"{text['flipped_to_pneumonia']:.1%}"
+        lines += ["Burned-in text probe: the shortcut probe (fitted on every image, balanced classes) on "
+                  f"{text['normal_images']} NORMAL X-rays before and after exposure values, clock times and markers "
+                  f"are burned into their corners: called PNEUMONIA {text['called_pneumonia_before']:.1%} before, "
+                  f"{text['called_pneumonia_after']:.1%} after; {flipped} of those it called NORMAL flip; mean change "
+                  f"of its probability {text['mean_probability_change']:+.3f} (`cxr stress` asks the same of a model).",
+                  ""]
     lines += [f"**Warning:** {w}" for w in result["warnings"]]
     return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ from cxr.data.dataset import load_part
 from cxr.data.layout import discover
 from cxr.data.split import read_split_csv
 from cxr.errors import DataError
-from cxr.evaluation.metrics import THRESHOLD_RULE, calibration, classification_report, full_report
+from cxr.evaluation.metrics import calibration, classification_report, full_report
 from cxr.inference.predictor import Predictor
 from cxr.runs.folder import read_history, write_json
 
@@ -19,7 +19,7 @@ def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None, p
     run_dir = Path(run_dir)
     predictor = Predictor(run_dir, threshold=threshold, precision=precision)
     info = predictor.info
-    rule = info.get("threshold_rule", THRESHOLD_RULE) if threshold is None else "given by the user (--threshold)"
+    rule = info.threshold_rule if threshold is None else "given by the user (--threshold)"
     if data is None:
         records, source = read_split_csv(run_dir / "split.csv").part("test"), "the run's test split"
     else:
@@ -34,7 +34,7 @@ def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None, p
 
     report = full_report(part.labels, probs, predictor.threshold, rule, groups=_patient_groups(part))
     report["calibration"] = calibration(part.labels, probs)
-    report.update(model=info["model"], data=source, predict_images_per_s=speed, precision=predictor.precision,
+    report.update(model=info.model, data=source, predict_images_per_s=speed, precision=predictor.precision,
                   skipped=[[str(p), why] for p, why in skipped])
     out = Path(out) if out else run_dir / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -47,12 +47,12 @@ def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None, p
 
     fig_dir = out.parent / "figures"
     figures.confusion_matrix(report["confusion_matrix"], fig_dir / "confusion_matrix.png",
-                             f"{info['model']}, threshold {report['threshold']:.3f}")
-    figures.roc_curves({info["model"]: (part.labels, probs, report["threshold"])}, fig_dir / "roc.png",
+                             f"{info.model}, threshold {report['threshold']:.3f}")
+    figures.roc_curves({info.model: (part.labels, probs, report["threshold"])}, fig_dir / "roc.png",
                        f"ROC on {source}")
-    figures.reliability(part.labels, probs, fig_dir / "reliability.png", f"{info['model']} on {source}")
+    figures.reliability(part.labels, probs, fig_dir / "reliability.png", f"{info.model} on {source}")
     if (run_dir / "history.csv").exists() and data is None:
-        figures.training_curves(read_history(run_dir), fig_dir / "training_curves.png", f"{info['model']}:")
+        figures.training_curves(read_history(run_dir), fig_dir / "training_curves.png", f"{info.model}:")
         figures.sample_images(part.images, part.labels, fig_dir / "samples.png")
     print(classification_report(part.labels, probs, report["threshold"]))
     return report

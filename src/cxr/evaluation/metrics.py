@@ -15,11 +15,12 @@ THRESHOLD_RULE = (
 )
 # Where validation also holds tightly framed copies, pooling them under the rule above drags the threshold down
 # (a crop lowers the scores of pneumonia X-rays, and sensitivity must hold on those too), and the specificity on
-# tight framings pays for it. The framed rule trades the two on the worst framing instead.
+# tight framings pays for it. The framed rule trades the two on the worst condition instead.
 FRAMED_FLOOR, WINDOW = 0.95, 0.05
 FRAMED_THRESHOLD_RULE = (
     "highest worst-case balanced accuracy (mean of sensitivity and specificity) over the validation split and its "
-    f"copies cropped 10% and 20% from every side, averaged over thresholds within +-{WINDOW} so that a few "
+    "copies under every validation condition (cropped 10% and 20% from every side, and the held-out acquisition "
+    f"changes), averaged over thresholds within +-{WINDOW} so that a few "
     f"borderline images cannot move it, among thresholds keeping sensitivity >= {FRAMED_FLOOR} on the unchanged split"
 )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr import figures
+from cxr.data.acquisition import VALIDATION_CHANGES
 from cxr.data.framing import crop_borders
 from cxr.data.images import read_grayscale
 from cxr.data.pixels import ImageError
@@ -112,7 +113,10 @@ PERTURBATIONS = {
     "width_stretched_25%": ("geometric", _width(1.25)),
     "width_shrunk_25%": ("geometric", _width(0.75)),
     "rotation_5deg": ("geometric", _rotate(5.0)),
+    # The held-out acquisition families the validation rule reads (cxr.data.acquisition).
+    **{name: ("acquisition", change) for name, change in VALIDATION_CHANGES.items()},
 }
+TEXT_PROBE = "burned_in_text"
 SHOWN = ("roc_auc", "accuracy", "sensitivity", "specificity")
 
 
@@ -163,6 +167,10 @@ def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predict
     images, drawn within each class). The test side writes RUN/stress.json and a figure; the validation side
     (RUN/stress_val.json) is what model selection may look at."""
     run_dir = Path(run_dir)
+    if changes == ["selection"]:  # the conditions the selection rule reads
+        from cxr.evaluation.selection import CONDITIONS
+
+        changes = list(CONDITIONS[1:])
     unknown = set(changes or ()) - set(PERTURBATIONS)
     if unknown:
         raise UsageError(f"unknown stress changes {sorted(unknown)}; known: {', '.join(PERTURBATIONS)}")
@@ -171,8 +179,11 @@ def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predict
     inputs, labels, patients = _perturbed_inputs(run_dir / "split.csv", side, predictor.preprocessing, images,
                                                  changes)
 
+    probs = {}
+
     def scored(name) -> dict:
-        m = binary_metrics(labels, predictor.predict(inputs[name]), predictor.threshold)
+        probs[name] = predictor.predict(inputs[name])
+        m = binary_metrics(labels, probs[name], predictor.threshold)
         return {key: m[key] for key in SHOWN}
 
     baseline = scored("none")
@@ -182,7 +193,10 @@ def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predict
     for name in changes:
         kind, metrics = PERTURBATIONS[name][0], scored(name)
         metrics["roc_auc_change"] = metrics["roc_auc"] - baseline["roc_auc"]
+        metrics["normal_flipped"] = normal_flips(labels, probs["none"], probs[name], predictor.threshold)
         result["perturbations"][name] = {"kind": kind, **metrics}
+    if TEXT_PROBE in probs:
+        result["text_probe"] = {"change": TEXT_PROBE, **result["perturbations"][TEXT_PROBE]["normal_flipped"]}
     result["shortcut_probe_auc"] = shortcut_probe(inputs["none"], labels, patients)
     photometric = [p["roc_auc_change"] for p in result["perturbations"].values() if p["kind"] == "photometric"]
     result["worst_photometric_auc_change"] = min(photometric, default=None)  # None: no photometric change run
@@ -196,12 +210,25 @@ def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predict
     return result
 
 
+def normal_flips(labels, before, after, threshold: float) -> dict:
+    """Among NORMAL X-rays called NORMAL unchanged: the share a change turns into PNEUMONIA calls, and the mean
+    change of their probability (the burned-in text probe reads it on the text family)."""
+    called_normal = (np.asarray(labels) == 0) & (before < threshold)
+    if not called_normal.any():
+        return {"normal_called_normal": 0, "flipped_to_pneumonia": None, "mean_probability_change": None}
+    return {"normal_called_normal": int(called_normal.sum()),
+            "flipped_to_pneumonia": float(np.mean(after[called_normal] >= threshold)),
+            "mean_probability_change": float(np.mean(after[called_normal] - before[called_normal]))}
+
+
 def stress_table(result: dict) -> str:
-    lines = ["| change | kind | ROC AUC | ΔAUC | accuracy | sensitivity | specificity |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| change | kind | ROC AUC | ΔAUC | accuracy | sensitivity | specificity | NORMAL flipped |",
+             "|---|---|---|---|---|---|---|---|"]
     rows = {"none": {"kind": "", **result["baseline"]}, **result["perturbations"]}
     for name, p in rows.items():
         change = f"{p['roc_auc_change']:+.3f}" if "roc_auc_change" in p else ""
+        flipped = (p.get("normal_flipped") or {}).get("flipped_to_pneumonia")  # older results lack it
         lines.append(f"| {name} | {p['kind']} | {p['roc_auc']:.3f} | {change} | {p['accuracy']:.3f} "
-                     f"| {p['sensitivity']:.3f} | {p['specificity']:.3f} |")
+                     f"| {p['sensitivity']:.3f} | {p['specificity']:.3f} | "
+                     f"{'' if flipped is None else f'{flipped:.3f}'} |")
     return "\n".join(lines) + "\n"

@@ -71,9 +71,9 @@ def result_rows(predictor: Predictor, paths, images) -> tuple[list[dict], np.nda
 
 
 def write_explanations(predictor: Predictor, images, paths, probs, out_dir: Path) -> None:
-    from cxr.inference.explain import HiResCam, overlay_png
+    from cxr.inference.explain import overlay_png
 
-    cam = HiResCam(predictor.explained_model())
+    cam = predictor.explainer()
     out_dir.mkdir(parents=True, exist_ok=True)
     for i in range(0, len(images), 32):
         found = cam.explain(images[i: i + 32], called=probs[i: i + 32] >= predictor.threshold)
@@ -82,7 +82,7 @@ def write_explanations(predictor: Predictor, images, paths, probs, out_dir: Path
             target = _unique(out_dir / f"{Path(path).stem}_cam.png")
             overlay_png(display, found.heatmaps[j], target,
                         f"{Path(path).name}: P(pneumonia) = {prob:.3f} -> {predictor.label(prob)} "
-                        f"(threshold {predictor.threshold:.3f})", found.caption(j), bool(found.blank[j]))
+                        f"(threshold {predictor.threshold:.3f})", found.caption(j), bool(found.blank[j]), cam.title)
             if found.blank[j]:
                 print(f"{path}: {found.caption(j)}; {target} says so instead of a map", file=sys.stderr)
 

@@ -25,21 +25,34 @@ import tensorflow as tf
 from cxr import CLASSES
 
 CONV_TYPES = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D)
+# The explained layer's grid must have at least this many cells a side: the last convolution of VGG16 at 64 px
+# is a 4 x 4 grid, which can say "bottom quarter" and little else.
+MIN_GRID = 8
 
 
-def _last_conv(model: keras.Model):
+def _grid(layer) -> int:
+    return int(layer.output.shape[1])
+
+
+def explained_layer(model: keras.Model):
+    """The layer whose output is explained: the last convolution whose grid has at least MIN_GRID cells a side
+    (the largest grid where none has). In a network with residual connections (Xception) a convolution inside
+    a block sees only one of the paths to the decision, so there it is the last sum of paths (`Add`)."""
     convs = [layer for layer in model.layers if isinstance(layer, CONV_TYPES)]
     if not convs:
         raise ValueError(f"model {model.name} has no convolution layer to explain")
-    return convs[-1]
+    sums = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
+    candidates = sums or convs
+    fine = [layer for layer in candidates if _grid(layer) >= MIN_GRID]
+    return fine[-1] if fine else max(candidates, key=_grid)
 
 
 class HiResCam:
-    """Replays the model as a chain of layers, keeping hold of the last convolution's output.
+    """Replays the model as a chain of layers, keeping hold of the explained layer's output.
 
-    Gradients must flow from the output to the very tensor we hold, so the model is not wrapped in a
-    two-output keras.Model (whose outputs the tape does not connect); every cxr model is a chain from
-    its last convolution on, which makes replaying exact.
+    Gradients must flow from the output to the very tensor we hold. A nested base (a pretrained network) runs
+    as one two-output model (explained layer, base output) called in the same pass; the layers around it and
+    every layer of a model without one are replayed one by one (every cxr model is a chain outside its base).
     """
 
     def __init__(self, model: keras.Model):
@@ -47,65 +60,121 @@ class HiResCam:
         nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
         # The base is the nested model that holds convolutions (the head holds none).
         base = next((m for m in nested if any(isinstance(x, CONV_TYPES) for x in m.layers)), None)
-        self.steps = []  # (callable, is_the_conv_output)
+        self.layer = explained_layer(base or model)
+        self.grid = (_grid(self.layer), int(self.layer.output.shape[2]))
+        self.steps = []  # (callable, is_the_base: returns the explained maps and its output)
         for layer in model.layers:
             if isinstance(layer, keras.layers.InputLayer):
                 continue
             if layer is base:
-                conv = _last_conv(base)
-                self.steps.append((keras.Model(base.inputs, conv.output), True))
-                tail = base.layers[base.layers.index(conv) + 1:]
-                self.steps += [(x, False) for x in tail if not isinstance(x, keras.layers.InputLayer)]
+                self.steps.append((keras.Model(base.inputs, [self.layer.output, base.output]), True))
             elif isinstance(layer, keras.Model):  # the dense head: replay its layers one by one
                 self.steps += [(x, False) for x in layer.layers if not isinstance(x, keras.layers.InputLayer)]
             else:
-                self.steps.append((layer, base is None and layer is _last_conv(model)))
+                self.steps.append((layer, False))
         last = self.steps[-1][0]
         if not (isinstance(last, keras.layers.Dense) and last.activation is keras.activations.sigmoid):
             raise ValueError(f"model {model.name} does not end in a sigmoid Dense layer")
+        self.base = base
+
+    @property
+    def description(self) -> dict:
+        return {"method": "HiResCAM", "layer": self.layer.name, "grid": list(self.grid), "members": []}
+
+    @property
+    def title(self) -> str:
+        """What a figure says the map is: the method, the layer and its grid."""
+        return f"HiResCAM at {self.layer.name} ({self.grid[0]} x {self.grid[1]})"
 
     def _forward(self, x):
-        """(last conv maps, logit of pneumonia) in one pass that the gradient tape sees.
+        """(explained layer's maps, logit of pneumonia) in one pass that the gradient tape sees.
 
         The logit, not the probability: a confident model's sigmoid saturates to exactly 1.0 in float32,
         and its gradient to exactly zero.
         """
         maps, h = None, x
         *body, (dense, _) = self.steps
-        for step, is_conv in body:
-            if isinstance(step, keras.layers.Concatenate):  # grayscale fanned out to 3 channels
+        for step, is_base in body:
+            if is_base:
+                maps, h = step(h, training=False)
+            elif isinstance(step, keras.layers.Concatenate):  # grayscale fanned out to 3 channels
                 h = step([h, h, h])
             else:
                 h = step(h, training=False)
-            if is_conv:
+            if step is self.layer:
                 maps = h
         logit = tf.matmul(tf.cast(h, dense.kernel.dtype), dense.kernel) + dense.bias
         return maps, logit
+
+    def signed(self, images: np.ndarray):
+        """(n, size, size) maps of each position's contribution to the PNEUMONIA logit (gradient x activation
+        summed over channels, resampled to the input), and the (n,) logits."""
+        size = images.shape[1]
+        x = tf.convert_to_tensor(np.asarray(images, np.float32).reshape(-1, size, size, 1))
+        with tf.GradientTape() as tape:
+            maps, logits = self._forward(x)
+            score = tf.reduce_sum(tf.cast(logits, tf.float32))  # the images of a batch are independent
+        grads = tape.gradient(score, maps)
+        cam = tf.reduce_sum(tf.cast(grads * maps, tf.float32), axis=-1)[..., None]
+        # Per pixel: each cell's contribution over the pixels it covers, so a map sums to what its cells do
+        # whatever the grid (the members of an ensemble have different grids).
+        cell_pixels = (size / self.grid[0]) * (size / self.grid[1])
+        cam = tf.image.resize(cam, (size, size), method="bilinear")[..., 0].numpy() / cell_pixels
+        return cam, tf.cast(tf.reshape(logits, [-1]), tf.float32).numpy()
 
     def explain(self, images: np.ndarray, threshold: float = 0.5, called=None) -> "Explanation":
         """Maps of the predicted class for (n, size, size[, 1]) images in 0..255 at this decision threshold.
 
         `called` (n booleans: PNEUMONIA called) overrides this model's own call: the serving path calls with
-        calibrated probabilities, and an ensemble is explained through one member, whose raw probability
-        may fall on the other side of the threshold.
+        calibrated probabilities, which may fall on the other side of the threshold from the raw ones.
         """
-        size = images.shape[1]
-        x = tf.convert_to_tensor(np.asarray(images, np.float32).reshape(-1, size, size, 1))
-        with tf.GradientTape() as tape:
-            maps, logits = self._forward(x)
-            logits = tf.cast(tf.reshape(logits, [-1]), tf.float32)
-            probs = tf.sigmoid(logits)
-            # +logit is evidence for PNEUMONIA, -logit for NORMAL: explain whichever was called.
-            pneumonia = probs >= threshold if called is None else tf.constant(np.asarray(called, bool).reshape(-1))
-            sign = tf.where(pneumonia, 1.0, -1.0)
-            score = tf.reduce_sum(sign * logits)
-        grads = tape.gradient(score, maps)
-        cam = tf.nn.relu(tf.reduce_sum(tf.cast(grads * maps, tf.float32), axis=-1))[..., None]
-        cam = tf.image.resize(cam, (size, size), method="bilinear")[..., 0].numpy()
+        cam, logits = self.signed(images)
+        probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        # +logit is evidence for PNEUMONIA, -logit for NORMAL: explain whichever was called.
+        pneumonia = probs >= threshold if called is None else np.asarray(called, bool).reshape(-1)
+        sign = np.where(pneumonia, 1.0, -1.0)
+        cam = np.maximum(sign[:, None, None] * cam, 0.0)
         peak = cam.reshape(len(cam), -1).max(axis=1)
         blank = ~(peak > 0)
         cam = np.where(blank[:, None, None], 0.0, cam / np.maximum(peak, 1e-12)[:, None, None])
-        return Explanation(cam.astype(np.float32), probs.numpy(), (sign.numpy() > 0).astype(int), blank)
+        return Explanation(cam.astype(np.float32), probs, pneumonia.astype(int), blank)
+
+
+class EnsembleCam(HiResCam):
+    """The maps of an ensemble that averages its members' logits: each member's signed map of its own logit,
+    taken on the input that member sees (the ensemble's X-ray averaged over blocks where it is smaller) and
+    resampled to the ensemble's input, averaged the way the logits are. The map then explains the ensemble's
+    decision, not one member's."""
+
+    def __init__(self, members: list[tuple[keras.Model, int]], names: list[str] | None = None):
+        self.members = [(HiResCam(model), size) for model, size in members]
+        self.names = names or [model.name for model, _ in members]
+
+    @property
+    def description(self) -> dict:
+        return {"method": "HiResCAM of the mean logit: the members' maps averaged in logit space",
+                "layer": None, "grid": [min(cam.grid[0] for cam, _ in self.members)] * 2,
+                "members": [{"run": name, **{k: v for k, v in cam.description.items() if k in ("layer", "grid")}}
+                            for name, (cam, _) in zip(self.names, self.members)]}
+
+    @property
+    def title(self) -> str:
+        parts = [f"{name}: {cam.layer.name} ({cam.grid[0]} x {cam.grid[1]})"
+                 for name, (cam, _) in zip(self.names, self.members)]
+        return "HiResCAM of the mean logit\n" + ", ".join(parts)
+
+    def signed(self, images: np.ndarray):
+        size = images.shape[1]
+        x = np.asarray(images, np.float32).reshape(-1, size, size, 1)
+        maps, logits = [], []
+        for cam, member_size in self.members:
+            factor = size // member_size
+            view = x.reshape(-1, member_size, factor, member_size, factor, 1).mean(axis=(2, 4)) if factor > 1 else x
+            m, logit = cam.signed(view)
+            # A member pixel covers factor^2 pixels of the X-ray: per pixel, its share spreads over them.
+            maps.append(tf.image.resize(m[..., None], (size, size), method="bilinear")[..., 0].numpy() / factor**2)
+            logits.append(logit)
+        return np.mean(maps, axis=0), np.mean(logits, axis=0)
 
 
 @dataclass
@@ -120,7 +189,8 @@ class Explanation:
         return f"no positive evidence for {name} found" if self.blank[i] else f"evidence for {name}"
 
 
-def overlay_png(image: np.ndarray, heatmap: np.ndarray, path: Path, title: str, caption: str, blank: bool) -> Path:
+def overlay_png(image: np.ndarray, heatmap: np.ndarray, path: Path, title: str, caption: str, blank: bool,
+                method: str = "HiResCAM") -> Path:
     """The X-ray and the X-ray with the heatmap over it, side by side; a blank map says so instead."""
     import matplotlib
 
@@ -141,7 +211,7 @@ def overlay_png(image: np.ndarray, heatmap: np.ndarray, path: Path, title: str, 
                                extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5))
         fig.colorbar(shown, ax=axes[1], fraction=0.046, label=caption)
     axes[0].set_title("X-ray", fontsize=10)
-    axes[1].set_title("HiResCAM", fontsize=10)
+    axes[1].set_title(method, fontsize=9)
     fig.suptitle(title, fontsize=10)
     return save(fig, Path(path))
 

@@ -8,12 +8,6 @@ from cxr.models.layers import TRAINING_ONLY_LAYERS
 OUTPUT_LAYER = "pneumonia"  # every builder names its sigmoid output layer so
 
 
-def outputs_logits(info: dict) -> bool:
-    """Every model gives its logit, but an ensemble made before ensembles averaged logits: it averaged its
-    members' probabilities and keeps them."""
-    return "members" not in info or info.get("combine") == "mean_logit"
-
-
 def inference_model(model, size: int, logits: bool):
     """The same model, same weights, in the layers inference needs: what the ONNX export writes and what the
     Keras engine runs.

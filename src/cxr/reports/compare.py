@@ -12,10 +12,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from cxr import figures
+from cxr.errors import UsageError
 from cxr.evaluation import selection
-from cxr.evaluation.stress import PERTURBATIONS, stress_run
-from cxr.reports.model_card import write_model_card
+from cxr.evaluation.stress import PERTURBATIONS
+from cxr.reports.model_card import fmt_ci
 from cxr.runs.folder import read_history, read_json, write_json
+from cxr.runs.info import RunInfo
+from cxr.runs.record import TrainingRecord
 
 COLUMNS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc")
 
@@ -28,9 +31,9 @@ def _load(run_dir: Path) -> dict:
     return {
         "name": run_dir.name,
         "dir": run_dir,
-        "info": read_json(run_dir / "model.json"),
+        "info": RunInfo.read(run_dir),
         "metrics": read_json(run_dir / "metrics.json"),
-        "training": read_json(run_dir / "training.json"),
+        "training": TrainingRecord.read(run_dir),
         "history": history,
         "best_val_loss": float(history["val_loss"][best]),
         "best_val_auc": float(history["val_auc"][best]) if "val_auc" in history else float("nan"),
@@ -40,14 +43,8 @@ def _load(run_dir: Path) -> dict:
     }
 
 
-def _cell(metrics: dict, name: str) -> str:
-    lo, hi = metrics["ci95"][name]
-    return f"{metrics[name]:.3f} [{lo:.3f}, {hi:.3f}]"
-
-
-def _mflops(info: dict) -> str:
-    flops = info.get("flops_per_image")  # runs from before it was recorded lack it
-    return f"{flops / 1e6:,.0f}" if flops else "n/a"
+def _mflops(info: RunInfo) -> str:
+    return f"{info.flops_per_image / 1e6:,.0f}" if info.flops_per_image else "n/a"  # older runs lack it
 
 
 def _table(runs: list[dict]) -> str:
@@ -55,8 +52,8 @@ def _table(runs: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         m, t = r["metrics"], r["training"]
-        cells = [r["name"], r["info"]["model"], *(_cell(m, c) for c in COLUMNS), f"{m['threshold']:.3f}",
-                 f"{r['info']['parameters']:,}", _mflops(r["info"]), f"{t['train_seconds']:.0f}", str(t["epochs_run"]),
+        cells = [r["name"], r["info"].model, *(fmt_ci(m, c) for c in COLUMNS), f"{m['threshold']:.3f}",
+                 f"{r['info'].parameters or 0:,}", _mflops(r["info"]), f"{t.train_seconds:.0f}", str(t.epochs_run),
                  f"{m['predict_images_per_s']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -80,14 +77,14 @@ def _confusion_figure(runs, path: Path) -> Path:
 
 
 def _validation_stress(run_dir: Path) -> dict:
-    """The run's validation stress test: computed once, again when the model is newer than the result or the
-    result lacks a framing the selection needs."""
+    """The run's validation stress result (`cxr stress`), which the choice of the served run reads."""
     saved = run_dir / "stress_val.json"
-    if saved.exists() and saved.stat().st_mtime > (run_dir / "model.json").stat().st_mtime:
-        result = read_json(saved)
-        if selection.has_conditions(result):
-            return result
-    return stress_run(run_dir, side="val")
+    result = read_json(saved) if saved.exists() else None
+    if result is None or not selection.has_conditions(result) \
+            or saved.stat().st_mtime < (run_dir / "model.json").stat().st_mtime:
+        raise UsageError(f"{run_dir}: no validation stress result for the conditions the choice reads (or one older "
+                         f"than the model); run `cxr stress --changes selection {run_dir}` first")
+    return result
 
 
 def _stress_summary(runs) -> str:
@@ -170,15 +167,17 @@ def compare(run_dirs: list[Path], out_dir: Path) -> Path:
     # The model to serve is picked on validation only, never on the test numbers shown above.
     scores = {}
     for r in runs:
-        scores[r["name"]] = r["selection"] = selection.robust_scores(_validation_stress(r["dir"]))
-        write_model_card(r["dir"])
+        scores[r["name"]] = r["selection"] = selection.robust_scores(_validation_stress(r["dir"]),
+                                                                     r["info"].trained_against)
     best = next(r for r in runs if r["name"] == selection.choose(scores))
-    notes = [f"{r['name']}: {r['training']['split_note']}; {r['info']['weights_note'] or 'trained from scratch'}"
+    notes = [f"{r['name']}: {r['training'].split_note}; {r['info'].weights_note or 'trained from scratch'}"
              for r in runs]
-    notes.append("Validation, worst case over unchanged, cropped 10% and cropped 20% framings (balanced accuracy "
-                 "at the run's threshold / ROC AUC): " + ", ".join(
-                     f"{r['name']} {r['selection']['worst_balanced_accuracy']:.3f} / "
-                     f"{r['selection']['worst_roc_auc']:.3f}" for r in runs) + ".")
+    notes.append(f"Validation, worst case over the {len(selection.CONDITIONS)} conditions of the rule (balanced "
+                 "accuracy at the run's threshold, on which condition / ROC AUC / balanced accuracy on the families "
+                 "it was not trained against in any form): " + ", ".join(
+                     f"{r['name']} {r['selection']['worst_balanced_accuracy']:.3f} "
+                     f"({r['selection']['worst_condition']}) / {r['selection']['worst_roc_auc']:.3f} / "
+                     f"{r['selection']['worst_unseen_balanced_accuracy']:.3f}" for r in runs) + ".")
     notes.append(f"Chosen on validation: {best['name']} (the one `make serve` serves), by the rule: {selection.RULE}.")
     stressed = [r for r in runs if (r["dir"] / "stress.json").exists()]
     if stressed:
@@ -196,10 +195,10 @@ def compare(run_dirs: list[Path], out_dir: Path) -> Path:
     (out_dir / "report.html").write_text(_html("cxr model comparison", runs, table, figure_paths, notes))
     (out_dir / "best_run.txt").write_text(str(best["dir"]) + "\n")
     write_json(out_dir / "comparison.json", [
-        {"run": str(r["dir"]), "model": r["info"]["model"], "best_val_loss": r["best_val_loss"],
+        {"run": str(r["dir"]), "model": r["info"].model, "best_val_loss": r["best_val_loss"],
          "validation_selection": r["selection"],
          **{c: r["metrics"][c] for c in (*COLUMNS, "threshold", "predict_images_per_s")},
-         "ci95": r["metrics"]["ci95"], "train_seconds": r["training"]["train_seconds"]}
+         "ci95": r["metrics"]["ci95"], "train_seconds": r["training"].train_seconds}
         for r in runs
     ])
     return out_dir / "report.html"

@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from cxr.data.preprocess import Preprocessing
 from cxr.evaluation import selection
-from cxr.runs.folder import ensemble_members, read_json
+from cxr.runs.folder import read_json
+from cxr.runs.info import RunInfo
+from cxr.runs.record import TrainingRecord
 
 INTENDED_USE = (
     "Research and teaching: screening-style triage of pediatric (1-5 years) frontal chest X-rays into NORMAL or "
@@ -23,48 +24,58 @@ LIMITATIONS = [
 ]
 
 
-def _fmt(metrics: dict, name: str) -> str:
+def fmt_ci(metrics: dict, name: str) -> str:
+    """A metric with its 95% interval, as every table of cxr shows it."""
     lo, hi = metrics["ci95"][name]
     return f"{metrics[name]:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def _members(info: dict, size: int) -> list[str]:
+def _members(info: RunInfo) -> list[str]:
     """An ensemble's members and the input each sees (a smaller one: the input averaged over blocks)."""
-    seen = [f"`{m.name}` ({s} px)" if s == size else f"`{m.name}` ({s} px: the input averaged over {size // s} x "
-            f"{size // s} blocks)" for m, s in ensemble_members(info)]
-    combined = "mean logit" if info.get("combine") == "mean_logit" else "mean probability"
+    size = info.size
+    seen = [f"`{m.run.name}` ({m.size} px)" if m.size == size else f"`{m.run.name}` ({m.size} px: the input "
+            f"averaged over {size // m.size} x {size // m.size} blocks)" for m in info.members]
+    combined = "mean logit" if info.combine == "mean_logit" else "mean probability"
     return [f"- {combined} of: {', '.join(seen)}"] if seen else []
 
 
 def write_model_card(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
-    info, training = read_json(run_dir / "model.json"), read_json(run_dir / "training.json")
+    info, training = RunInfo.read(run_dir), TrainingRecord.read(run_dir)
     metrics = read_json(run_dir / "metrics.json")
-    prep = Preprocessing.from_dict(info).to_dict()
-    lines = [f"# Model card: {run_dir.name} ({info['model']})", "", "## Intended use", "", INTENDED_USE, "",
-             "## Data", "", f"- {training['split_note']}", f"- images per side: {training['images']}",
-             f"- skipped unreadable files: {len(training['skipped'])}", "",
+    prep = info.preprocessing
+    parameters = "" if info.parameters is None else (f", {info.parameters:,} parameters "
+                                                     f"({info.trainable_parameters or 0:,} trainable)")
+    lines = [f"# Model card: {run_dir.name} ({info.model})", "", "## Intended use", "", INTENDED_USE, "",
+             "## Data", "", f"- {training.split_note}", f"- images per side: {training.images}",
+             f"- skipped unreadable files: {len(training.skipped)}", "",
              "## Model and preprocessing", "",
-             f"- architecture: `{info['model']}`, {info['parameters']:,} parameters "
-             f"({info['trainable_parameters']:,} trainable); weights: {info['weights_note'] or 'trained from scratch'}",
-             f"- input: {prep['size']} x {prep['size']} grayscale; resize `{prep['resize']}`, intensity "
-             f"`{prep['intensity']}`, border `{prep['border']}` (stored in model.json, applied by every path)",
-             *_members(info, prep["size"]),
-             f"- decision threshold {info['threshold']:.3f}: {info['threshold_rule']}",
-             f"- temperature {info.get('temperature', 1.0):.3f} (fitted on validation)",
+             f"- architecture: `{info.model}`{parameters}; weights: {info.weights_note or 'trained from scratch'}",
+             f"- input: {prep.size} x {prep.size} grayscale; resize `{prep.resize}`, intensity "
+             f"`{prep.intensity}`, border `{prep.border}` (stored in model.json, applied by every path)",
+             *_members(info),
+             f"- trained against (augmentation): {', '.join(info.trained_against) or 'none of the validation shifts'}",
+             f"- decision threshold {info.threshold:.3f}: {info.threshold_rule}",
+             f"- temperature {info.temperature:.3f} (fitted on validation)",
              f"- which run `cxr compare` serves: {selection.RULE}", ""]
     stress_val = run_dir / "stress_val.json"
     if stress_val.exists() and selection.has_conditions(read_json(stress_val)):
-        scores = selection.robust_scores(read_json(stress_val))
-        lines += ["## Validation under tighter framing (what the choices above look at)", "",
-                  "| framing | ROC AUC | sensitivity | specificity | balanced accuracy |", "|---|---|---|---|---|",
+        scores = selection.robust_scores(read_json(stress_val), info.trained_against)
+        lines += ["## Validation under framing and acquisition changes (what the choices above look at)", "",
+                  "Each condition applied to every validation X-ray; \"trained against\": the run saw a related "
+                  "(not the same) form of it as training augmentation.", "",
+                  "| condition | ROC AUC | sensitivity | specificity | balanced accuracy | trained against |",
+                  "|---|---|---|---|---|---|",
                   *(f"| {name} | {s['roc_auc']:.3f} | {s['sensitivity']:.3f} | {s['specificity']:.3f} "
-                    f"| {s['balanced_accuracy']:.3f} |" for name, s in scores["by_condition"].items()), ""]
+                    f"| {s['balanced_accuracy']:.3f} | {'yes' if s['seen_in_training'] else 'no'} |"
+                    for name, s in scores["by_condition"].items()),
+                  "", f"Worst condition: {scores['worst_condition']} (balanced accuracy "
+                  f"{scores['worst_balanced_accuracy']:.3f}).", ""]
     lines += [
              f"## Metrics on {metrics['data']} (n = {metrics['n']}, 95% intervals resampling "
              f"{metrics.get('ci95_resamples', 'images')})", "",
              "| accuracy | sensitivity | specificity | F1 | ROC AUC |", "|---|---|---|---|---|",
-             "| " + " | ".join(_fmt(metrics, m) for m in ("accuracy", "sensitivity", "specificity", "f1", "roc_auc"))
+             "| " + " | ".join(fmt_ci(metrics, m) for m in ("accuracy", "sensitivity", "specificity", "f1", "roc_auc"))
              + " |", ""]
     if "calibration" in metrics:
         c = metrics["calibration"]
@@ -78,6 +89,16 @@ def write_model_card(run_dir: Path) -> Path:
                   stress_table(stress),
                   f"Shortcut probe on this model's input: ROC AUC {stress['shortcut_probe_auc']:.3f} (0.5: no cue).",
                   ""]
+    evidence_file = run_dir / "evidence.json"
+    if evidence_file.exists():
+        from cxr.evaluation.evidence import evidence_table
+
+        evidence = read_json(evidence_file)
+        lines += ["## Where the evidence lies (`cxr evidence`, validation split)", "",
+                  f"Share of each evidence map's positive weight, by true class ({evidence['method']}, grid "
+                  f"{evidence['grid'][0]} x {evidence['grid'][1]}; lung box found on "
+                  f"{evidence['lung_box_found']:.0%} of the X-rays, the whole image inside the border elsewhere):",
+                  "", evidence_table(evidence)]
     lines += ["## Limitations", "", *(f"- {item}" for item in LIMITATIONS), ""]
     path = run_dir / "MODEL_CARD.md"
     path.write_text("\n".join(lines))

@@ -6,6 +6,7 @@ Run folder layout:
   history.csv      one row per epoch (loss, accuracy, val_*, epoch_seconds)
   model.keras      best model (lowest validation loss), float32, loads in safe mode
   model.json       the input contract (preprocessing), labels, threshold chosen on validation, weights note
+                   (cxr.runs.info.RunInfo: its one reader and writer)
   ood.npz          the out-of-distribution guard fitted on the training split (cxr.inference.ood)
   model.onnx       after `cxr export`, with model.onnx.json (its hash, the same contract)
   summary.txt      layer summary
@@ -14,40 +15,13 @@ Run folder layout:
   checkpoints/     last epoch + early-stopping state, for --resume (removed when training ends)
 """
 
-import json
 from pathlib import Path
 
 from cxr.errors import RunError
-from cxr.files import write_atomically
+from cxr.files import read_json, write_json  # noqa: F401  (the run folder's JSON files, read and written here)
 
 MODEL_FILE = "model.keras"
-INFO_FILE = "model.json"  # input size, labels, threshold and its rule, weights note
-ONNX_FILE, ONNX_META = "model.onnx", "model.onnx.json"
-
-
-def write_json(path: Path, obj) -> None:
-    write_atomically(Path(path), (json.dumps(obj, indent=2, default=str) + "\n").encode())
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise RunError(f"{path}: not found (is this a cxr run folder?)") from None
-    except json.JSONDecodeError as exc:
-        raise RunError(f"{path}: not valid JSON ({exc})") from None
-
-
-def ensemble_members(info: dict, run_dir: Path | None = None) -> list[tuple[Path, int]]:
-    """An ensemble's member run folders with the input size each takes; [] for any other run.
-
-    The folders are found relative to the ensemble's `run_dir` (so a runs folder can be moved or used from
-    anywhere); ensembles saved before that stored them relative to where they were made, and before sizes
-    could differ, each took the ensemble's size."""
-    members = [Path(m) for m in info.get("members", [])]
-    if run_dir is not None and "member_dirs" in info:
-        members = [Path(run_dir) / m for m in info["member_dirs"]]
-    return list(zip(members, info.get("member_sizes", [int(info["size"])] * len(members))))
+ONNX_FILE = "model.onnx"
 
 
 def load_keras_model(path: Path, compile: bool = False):
@@ -78,9 +52,11 @@ def load_keras_model(path: Path, compile: bool = False):
 
 
 def load_run(run_dir: Path):
-    """(keras model, info dict) of a finished run."""
+    """(keras model, RunInfo) of a finished run."""
+    from cxr.runs.info import RunInfo
+
     run_dir = Path(run_dir)
-    info = read_json(run_dir / INFO_FILE)
+    info = RunInfo.read(run_dir)
     return load_keras_model(run_dir / MODEL_FILE), info
 
 
@@ -98,6 +74,6 @@ def read_history(run_dir: Path) -> dict:
 
 def run_preprocessing(run_dir: Path, engine: str = "keras"):
     """The run's input contract, read without loading its model."""
-    from cxr.data.preprocess import Preprocessing
+    from cxr.runs.info import RunInfo
 
-    return Preprocessing.from_dict(read_json(Path(run_dir) / (ONNX_META if engine == "onnx" else INFO_FILE)))
+    return (RunInfo.read_onnx(run_dir) if engine == "onnx" else RunInfo.read(run_dir)).preprocessing

@@ -4,6 +4,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxr.data.acquisition import ACQUISITION_MODES
 from cxr.data.framing import FRAMING_MODES
 from cxr.data.preprocess import BORDER_MODES, INTENSITY_MODES, RESIZE_MODES, Preprocessing
 from cxr.runs.folder import read_json
@@ -52,8 +53,13 @@ class TrainConfig:
                            "(default 1)", metavar="N|all")
     framing: str = setting("none", "targeted: random tight crops (more often of NORMAL) and zoom-outs while "
                            "training, so how tightly an X-ray is framed carries no label", choices=FRAMING_MODES)
+    acquisition: str = setting("none", "random: random processing curves, sharpening or blur, noise and burned-in "
+                               "text while training, none of them tied to the label", choices=ACQUISITION_MODES)
+    acquisition_skip: str = setting("", "families left out of --acquisition random (comma-separated: tone, sharpen, "
+                                    "text, noise, blur): leave-one-family-out checks", metavar="FAMILY,...")
     framed_validation: bool = setting(True, "validate on unchanged images only (default: also on copies cropped "
-                                      "10%% and 20%% a side)", flag="--no-framed-validation")
+                                      "10%% and 20%% a side and under held-out acquisition changes)",
+                                      flag="--no-framed-validation")
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -46,7 +46,7 @@ def _png_base64(array: np.ndarray) -> str:
 def create_app(run_dir: Path, engine: str = "keras", precision: str = "auto",
                max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
     predictor = Predictor(Path(run_dir), engine=engine, precision=precision)
-    model_id = f"{predictor.info['model']}@{Path(run_dir).resolve().name}"
+    model_id = f"{predictor.info.model}@{Path(run_dir).resolve().name}"
     # Concurrent requests are scored together: one model call per batch, not per request.
     score = MicroBatcher(lambda items: result_rows(predictor, [name for name, _ in items],
                                                    np.stack([image for _, image in items]))[0])
@@ -56,11 +56,9 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "auto",
     def explainer():
         with gradcam_lock:  # built once, on first use
             if "cam" not in gradcam:
-                from cxr.inference.explain import HiResCam
-
                 if predictor.model is None:
                     raise HTTPException(400, "explanations need the Keras engine")
-                gradcam["cam"] = HiResCam(predictor.explained_model())
+                gradcam["cam"] = predictor.explainer()
             return gradcam["cam"]
 
     app = FastAPI(title="cxr", version=__version__,
@@ -80,11 +78,12 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "auto",
 
     @app.get("/api/model")
     def model_info():
-        info = predictor.info
-        return {"id": model_id, "model": info["model"], "size": info["size"], "classes": info["classes"],
+        info = predictor.info  # the same RunInfo under both engines
+        return {"id": model_id, "model": info.model, "size": info.size, "classes": list(info.classes),
                 "preprocessing": predictor.preprocessing.to_dict(),
-                "threshold": info["threshold"], "threshold_rule": info.get("threshold_rule"),
-                "weights": info.get("weights_note"), "engine": engine, "precision": predictor.precision,
+                "threshold": info.threshold, "threshold_rule": info.threshold_rule,
+                "weights": info.weights_note, "temperature": info.temperature,
+                "members": [m.run.name for m in info.members], "engine": engine, "precision": predictor.precision,
                 "cxr_version": __version__,
                 "max_upload_bytes": max_upload}
 
@@ -109,11 +108,12 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "auto",
         if explain:
             from cxr.inference.explain import heatmap_rgba
 
-            found = explainer().explain(image[None], called=[row["label"] == predictor.info["classes"][1]])
+            found = explainer().explain(image[None], called=[row["label"] == predictor.info.classes[1]])
             result["image_png"] = _png_base64(decode(data, predictor.preprocessing.at_size(DISPLAY_SIZE)))
-            result["explained_class"] = predictor.info["classes"][int(found.explained[0])]
+            result["explained_class"] = predictor.info.classes[int(found.explained[0])]
             result["heatmap_caption"] = found.caption(0)
             result["heatmap_blank"] = bool(found.blank[0])
+            result["explanation"] = explainer().description  # the method, layer, grid and members explained
             # A blank map is not drawn: the page shows the caption instead.
             result["heatmap_png"] = None if found.blank[0] else _png_base64(
                 heatmap_rgba(found.heatmaps[0], DISPLAY_SIZE))

@@ -12,7 +12,6 @@ a 128 px CNN: validation ROC AUC 0.9908 through the averaging against 0.9907 on 
 approximation where the preprocessing equalizes or blanks a frame after resizing.
 """
 
-import os
 import shutil
 from pathlib import Path
 
@@ -22,14 +21,16 @@ from keras import layers
 from cxr import __version__
 from cxr.data.dataset import load_part
 from cxr.data.framing import framed_validation
-from cxr.data.preprocess import Preprocessing
 from cxr.data.split import read_split_csv
 from cxr.inference.ood import GUARD_FILE
 from cxr.models import model_flops
 from cxr.models.for_inference import OUTPUT_LAYER, inference_model
-from cxr.runs.folder import INFO_FILE, MODEL_FILE, RunError, load_run, read_json, write_json
+from cxr.runs.folder import MODEL_FILE, RunError, load_run, write_json
+from cxr.runs.info import Member
+from cxr.runs.record import TrainingRecord
 from cxr.runs.settings import config_from_run
-from cxr.training.fit import calibrated_on_validation, summary_text
+from cxr.training.calibrate import calibrated_on_validation
+from cxr.training.fit import summary_text
 
 TTA_ZOOM = 1.1  # the extra views: zoomed in 10%, and widened 10%, each cropped back to the centre
 
@@ -66,7 +67,7 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
         raise RunError(f"{out} already holds a run; choose another --out")
     loaded = [load_run(r) for r in run_dirs]
     infos = [info for _, info in loaded]
-    preps = [Preprocessing.from_dict(info) for info in infos]
+    preps = [info.preprocessing for info in infos]
     sizes = [p.size for p in preps]
     size = max(sizes)
     if len({p.at_size(size) for p in preps}) != 1 or any(size % s for s in sizes):
@@ -80,31 +81,26 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
     model = build_ensemble([m for m, _ in loaded], sizes, size, tta)
     model.save(out / MODEL_FILE)
     (out / "summary.txt").write_text(summary_text(model))
-    members = [str(r) for r in run_dirs]
-    write_json(out / "config.json", {"model": "ensemble", "members": members, "tta": tta, "cxr_version": __version__})
-    info = {
-        **{k: infos[first][k] for k in ("size", "classes", "preprocessing", "input")},
-        "model": "ensemble", "members": members, "member_sizes": sizes, "tta": tta, "combine": "mean_logit",
-        "member_dirs": [os.path.relpath(r.resolve(), out.resolve()) for r in run_dirs],
-        "weights_note": "mean logit of " + ", ".join(f"{r.name} ({i['weights_note'] or 'from scratch'})"
-                                              for r, i in zip(run_dirs, infos)),
-        "parameters": int(model.count_params()), "trainable_parameters": 0, "cxr_version": __version__,
-        "flops_per_image": model_flops(model),
-    }
-    prep = Preprocessing.from_dict(info)
-    val_part, _, _ = load_part(read_split_csv(out / "split.csv").part("val"), prep)
+    write_json(out / "config.json", {"model": "ensemble", "members": [str(r) for r in run_dirs], "tta": tta,
+                                     "cxr_version": __version__})
+    info = infos[first].replace(
+        model="ensemble", members=tuple(Member(r, s) for r, s in zip(run_dirs, sizes)), tta=tta,
+        combine="mean_logit", output="logit", calibration_on_validation=None,
+        weights_note="mean logit of " + ", ".join(f"{r.name} ({i.weights_note or 'from scratch'})"
+                                                  for r, i in zip(run_dirs, infos)),
+        parameters=int(model.count_params()), trainable_parameters=0, flops_per_image=model_flops(model),
+        trained_against=tuple(sorted({f for i in infos for f in i.trained_against})), guard=None)
+    val_part, _, _ = load_part(read_split_csv(out / "split.csv").part("val"), info.preprocessing)
     member = config_from_run(run_dirs[first])
     if member.framed_validation:  # chosen on what the members were chosen on
-        val_part = framed_validation(val_part, prep)
+        val_part = framed_validation(val_part, info.preprocessing)
     if (run_dirs[first] / GUARD_FILE).exists():  # same preprocessing and split: the same training X-rays
         shutil.copy(run_dirs[first] / GUARD_FILE, out / GUARD_FILE)
-        info["ood"] = infos[first]["ood"]
-    write_json(out / INFO_FILE, calibrated_on_validation(model, info, val_part, worst_framing=member.framing != "none"))
-    trainings = [read_json(r / "training.json") for r in run_dirs]
-    write_json(out / "training.json", {
-        **{k: trainings[0][k] for k in ("split_note", "images", "skipped", "precision")},
-        "epochs_run": 0, "members": members,
-        "train_seconds": float(sum(t["train_seconds"] for t in trainings)),
-        "epoch_seconds_mean": 0.0, "feature_seconds": 0.0, "load_seconds": 0.0,
-    })
+        info = info.replace(guard=infos[first].guard)
+    robust = member.framing != "none" or member.acquisition != "none"
+    calibrated_on_validation(model, info, val_part, worst_case=robust).write(out)
+    trainings = [TrainingRecord.read(r) for r in run_dirs]
+    TrainingRecord(split_note=trainings[0].split_note, images=trainings[0].images, skipped=trainings[0].skipped,
+                   precision=trainings[0].precision, members=tuple(str(r) for r in run_dirs),
+                   train_seconds=float(sum(t.train_seconds for t in trainings))).write(out)
     return out

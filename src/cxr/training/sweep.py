@@ -15,7 +15,8 @@ import tomllib
 from pathlib import Path
 
 from cxr.errors import UsageError
-from cxr.runs.folder import read_history, read_json
+from cxr.runs.folder import read_history
+from cxr.runs.info import RunInfo
 from cxr.runs.settings import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def _trial_row(run: Path, result, grid: dict) -> dict:
                val_auc_at_best=history.get("val_auc", [math.nan] * (best + 1))[best],
                status="finished" if finished else ("failed" if result.error else "stopped early by ASHA"))
     if finished:
-        row["threshold"] = read_json(run / "model.json")["threshold"]
+        row["threshold"] = RunInfo.read(run).threshold
     return row
 
 
