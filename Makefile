@@ -69,6 +69,7 @@ demo-steps:
 	$(CXR) -q audit --out $(REPORT)/audit
 	$(CXR) -q compare $(addprefix $(RUNS)/,cnn cnn_aug vgg16 vgg16_e2e robust) --out $(REPORT)
 	$(CXR) -q evidence $$(cat $(REPORT)/best_run.txt)
+	$(CXR) -q site-check --split test --against $$(cat $(REPORT)/best_run.txt) --out $(REPORT)/site_check
 
 # The full robust model: the demo's `cnn_aug` (already its full form), a second seed of it, VGG16 fine-tuned
 # end to end for 12 epochs and the ensemble of the first CNN with it, each stress-tested on every image and

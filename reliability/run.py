@@ -1,5 +1,6 @@
 """`make reliability`: bad inputs, a service soak, kills and resumes, damaged caches, the out-of-distribution
-guard, and every model kind through every surface from new processes.
+guard, the site check's false alarms and detections, and every model kind through every surface from new
+processes.
 Writes reports/reliability/results.json, prints a table, exits 1 when any check fails.
 
     .venv/bin/python reliability/run.py [--only bad_inputs,soak,...] [--soak-seconds 60] [--clients 32]
@@ -16,11 +17,12 @@ import bad_inputs
 import faults
 import model_kinds
 import ood_check
+import site_checks
 import soak
 from bad_files import write_bad_files
 from common import CHEST_XRAY, ROOT, cxr, env_with, real_subset
 
-CHECKS = ("bad_inputs", "service_soak", "kill_resume", "cache_corruption", "ood", "model_kinds")
+CHECKS = ("bad_inputs", "service_soak", "kill_resume", "cache_corruption", "ood", "site_check", "model_kinds")
 
 
 SUMMARIES = {  # one line of figures per check, for the printed table
@@ -39,6 +41,9 @@ SUMMARIES = {  # one line of figures per check, for the printed table
                       f"{o['robust_64px']['xray_flagged_rate']:.2%}, non-X-rays flagged "
                       f"{o['seed_models_128px']['non_xray_flagged_rate']:.1%} / "
                       f"{o['robust_64px']['non_xray_flagged_rate']:.1%} (seed / robust preprocessing)"),
+    "site_check": lambda s: (f"halves of the training batch: {s['same']}/{s['draws']} same; shifted batches "
+                             f"detected {s['detected']}/{len(s['shifts'])} ("
+                             + ", ".join(f"{k} {v['verdict']}" for k, v in s["shifts"].items()) + ")"),
     "model_kinds": lambda m: (f"{sum(k['passed'] for k in m['kinds'].values())}/{len(m['kinds'])} kinds "
                               f"({', '.join(m['kinds_tried'])}) load, predict (Keras, ONNX, Ray), stress and serve"),
 }
@@ -86,6 +91,7 @@ def main() -> int:
             "cache_corruption": lambda: faults.cache_corruption(run, subset, work / "corruption",
                                                                 cache / "corruption"),
             "ood": ood_check.check,
+            "site_check": lambda: site_checks.check(work / "site"),
             "model_kinds": lambda: model_kinds.check(subset, work / "kinds", env),
         }
         for name in only:

@@ -57,6 +57,7 @@ def test_audit_on_real_xrays_flags_the_raw_cue(real_subset, tmp_path):
     text = audit["text_probe"]
     assert text["normal_images"] == 60 and 0 <= text["called_pneumonia_after"] <= 1
     assert "Burned-in text probe" in result.stdout
+    assert "oneDNN" not in result.stderr and "absl" not in result.stderr  # `-q`: no TensorFlow start-up lines
 
 
 @pytest.mark.integration

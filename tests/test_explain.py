@@ -97,7 +97,7 @@ KIND_SIZES = {"vgg16_e2e": 64}
 
 @pytest.mark.parametrize("name", __import__("cxr.models", fromlist=["names"]).names())
 def test_every_registered_kind_is_explained_on_a_grid_of_at_least_8_by_8(name):
-    from cxr.inference.explain import MIN_GRID
+    from cxr.inference.replay import MIN_GRID
 
     size = KIND_SIZES.get(name, SIZE)
     cam = HiResCam(build(name, size, pretrained=False).model)

@@ -197,3 +197,29 @@ def evidence_maps(maps: dict, background: np.ndarray, path: Path, method: str) -
     fig.tight_layout()
     fig.suptitle(f"Mean evidence for the class called: {method}", fontsize=9, y=1.06)
     return save(fig, path)
+
+
+def site_check(reference: np.ndarray, candidate: np.ndarray, ref_probs, cand_probs, threshold: float, path: Path,
+               verdict: str) -> Path:
+    """The two batches in the first two principal components of the model's features, and their probabilities."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    x = StandardScaler().fit_transform(np.concatenate([reference, candidate]))
+    xy = PCA(2, random_state=0).fit_transform(x)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    n = len(reference)
+    axes[0].scatter(*xy[:n].T, s=6, alpha=0.5, label=f"validation ({n})")
+    axes[0].scatter(*xy[n:].T, s=6, alpha=0.5, label=f"folder ({len(candidate)})")
+    axes[0].set_title("Model features, first two principal components", fontsize=10)
+    axes[0].legend(fontsize=8)
+    bins = np.linspace(0, 1, 26)
+    axes[1].hist(ref_probs, bins, density=True, alpha=0.5, label="validation")
+    axes[1].hist(cand_probs, bins, density=True, alpha=0.5, label="folder")
+    axes[1].axvline(threshold, color="black", ls="--", lw=1, label=f"threshold {threshold:.2f}")
+    axes[1].set_xlabel("P(pneumonia), calibrated")
+    axes[1].set_title("Probabilities", fontsize=10)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Site check: {verdict}", fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)

@@ -20,6 +20,7 @@ from cxr.cli.commands import (  # noqa: E402
     cmd_guard,
     cmd_predict,
     cmd_serve,
+    cmd_site_check,
     cmd_stress,
     cmd_sweep,
     cmd_train,
@@ -99,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--workers", type=int, default=2, help="with --ray: scoring actors, one model each (default 2)")
     pr.set_defaults(func=cmd_predict)
 
-    g = sub.add_parser("guard", help="fit the out-of-distribution guard of a run saved without one")
+    g = sub.add_parser("guard", help="fit the two out-of-distribution guards (pixels, model features) of a run again")
     g.add_argument("run", type=Path)
     g.set_defaults(func=cmd_guard)
 
@@ -124,6 +125,17 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", type=Path, help="a labelled folder (Kaggle layout) instead of the validation split")
     ev.add_argument("--out", type=Path, help="where to write (default: the run folder)")
     ev.set_defaults(func=cmd_evidence)
+
+    sc = sub.add_parser("site-check", help="is a folder of X-rays like the run's training batch? batch tests on "
+                        "the model's features and outputs, guard rate, acquisition statistics, estimated accuracy, "
+                        "a verdict (same, shifted, different): site_check.json, site_check.md")
+    sc.add_argument("folder", type=Path, nargs="?", help="a folder of X-rays (labels, where NORMAL/PNEUMONIA folders "
+                    "give them, are only reported beside the estimate)")
+    sc.add_argument("--split", choices=["test", "val", "train"], help="instead of a folder: this side of the run's "
+                    "own split (the carved test split must come back `same`)")
+    sc.add_argument("--against", type=Path, required=True, metavar="RUN", help="the run to check the folder against")
+    sc.add_argument("--out", type=Path, help="where to write (default: RUN/site_checks/FOLDER_NAME)")
+    sc.set_defaults(func=cmd_site_check)
 
     st = sub.add_parser("stress", help="a run's test and validation splits under acquisition-like changes "
                         "(stress.json, stress_val.json)")
@@ -173,8 +185,9 @@ def _import_tensorflow_silently() -> None:
 
 
 def _uses_tensorflow(args) -> bool:
-    """The ONNX engine, the audit and the sweep driver never import TensorFlow in this process."""
-    return args.command not in ("audit", "sweep") and getattr(args, "engine", "keras") == "keras"
+    """The ONNX engine and the sweep driver never import TensorFlow in this process (the audit does: the framing
+    augmentation it probes runs in TensorFlow)."""
+    return args.command != "sweep" and getattr(args, "engine", "keras") == "keras"
 
 
 def main(argv=None) -> int:

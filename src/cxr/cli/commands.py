@@ -64,6 +64,9 @@ def cmd_evaluate(args) -> None:
 
     report = evaluate_run(args.run, data=args.data, out=args.out, threshold=args.threshold, precision=args.precision)
     print(_headline(report))
+    flagged = report["ood_flagged"]
+    print("flagged as unlike the training X-rays: " + ", ".join(
+        f"{name} guard {'n/a' if share is None else f'{share:.1%}'}" for name, share in flagged.items()))
     if args.data is None and args.out is None and args.threshold is None:  # the run's own test metrics changed
         from cxr.reports.model_card import write_model_card
 
@@ -126,16 +129,17 @@ def cmd_predict(args) -> int:
 def cmd_guard(args) -> None:
     from cxr.data.dataset import load_part
     from cxr.data.split import read_split_csv
-    from cxr.inference.ood import fit_for_run
-    from cxr.runs.info import GuardInfo, RunInfo
+    from cxr.runs.folder import load_run
+    from cxr.training.guards import with_guards
 
-    info = RunInfo.read(args.run)
+    model, info = load_run(args.run)
     split = read_split_csv(args.run / "split.csv")
     train, val = (load_part(split.part(side), info.preprocessing)[0] for side in ("train", "val"))
-    guard = GuardInfo(**fit_for_run(args.run, train.images, val.images))
-    info.replace(guard=guard).write(args.run)
-    print(f"out-of-distribution guard fitted on {len(train.labels)} training X-rays: cut-off "
-          f"{guard.cutoff} ({guard.rule}); written to {args.run / guard.file}")
+    info = with_guards(args.run, model, info, train.images, val.images)
+    info.write(args.run)
+    for name, guard in (("pixel", info.guard), ("feature", info.feature_guard)):
+        print(f"{name} guard fitted on {len(train.labels)} training X-rays: cut-off {guard.cutoff} ({guard.rule}); "
+              f"flags {guard.validation_flagged:.1%} of validation; written to {args.run / guard.file}")
 
 
 def cmd_sweep(args) -> None:
@@ -168,6 +172,23 @@ def cmd_evidence(args) -> None:
     print(evidence_table(result))
     if args.data is None and (Path(args.run) / "metrics.json").exists():
         print(f"model card updated: {write_model_card(args.run)}")
+
+
+def cmd_site_check(args) -> None:
+    from cxr.evaluation.site_check import site_check
+
+    if (args.folder is None) == (args.split is None):
+        raise UsageError("cxr site-check: give a FOLDER or --split SIDE (one of them)")
+    result = site_check(args.folder, args.against, args.out, side=args.split)
+    estimate = result["estimated_accuracy"]
+    print(f"{result['folder']} against {args.against}: {result['verdict'].upper()}: {result['why']}")
+    print(f"  domain classifier AUC {result['feature_shift']['domain_classifier_auc']:.3f}, guards flag "
+          f"{result['guard_rate']:.1%} (validation {result['validation_guard_rate']:.1%}), predicted PNEUMONIA "
+          f"{result['output_shift']['predicted_prevalence']:.1%}, estimated accuracy "
+          f"{'n/a' if estimate is None else f'{estimate:.3f}'}"
+          + (f" (measured: {result['accuracy']:.3f})" if "accuracy" in result else ""))
+    name = args.split or Path(args.folder).resolve().name
+    print(f"written: {args.out or Path(args.against) / 'site_checks' / name}")
 
 
 def cmd_stress(args) -> None:

@@ -11,7 +11,7 @@ The steps, in order, each chosen to remove an acquisition cue while keeping the 
   at the image edge can carry a label; "thorax" cuts the X-ray to the box of its lung fields plus 5% of it
   on every side (cxr.data.thorax; the whole X-ray where no box spanning the middle is found), so that the
   lungs fill the same share of every input however wide the X-ray was framed (measured, not used by the
-  demo: README, "Thorax crop");
+  demo: docs/generalization.md, "Thorax crop");
 - resize: "squash" (the shared copies were squashed already), "crop" the centre square, or "pad" to a
   square, so the aspect ratio of an original does not become a distorted chest;
 - intensity: "equalize" (histogram equalization, OpenCV), "clahe" (contrast-limited adaptive

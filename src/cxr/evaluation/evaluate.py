@@ -4,6 +4,8 @@ import csv
 import time
 from pathlib import Path
 
+import numpy as np
+
 from cxr import figures
 from cxr.data.dataset import load_part
 from cxr.data.layout import discover
@@ -34,6 +36,7 @@ def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None, p
 
     report = full_report(part.labels, probs, predictor.threshold, rule, groups=_patient_groups(part))
     report["calibration"] = calibration(part.labels, probs)
+    report["ood_flagged"] = flag_rates(predictor, part.images)
     report.update(model=info.model, data=source, predict_images_per_s=speed, precision=predictor.precision,
                   skipped=[[str(p), why] for p, why in skipped])
     out = Path(out) if out else run_dir / "metrics.json"
@@ -56,6 +59,15 @@ def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None, p
         figures.sample_images(part.images, part.labels, fig_dir / "samples.png")
     print(classification_report(part.labels, probs, report["threshold"]))
     return report
+
+
+def flag_rates(predictor: Predictor, images) -> dict:
+    """The share of images each out-of-distribution guard flags, and either (None: the run lacks that guard)."""
+    flags = {"pixel": predictor.out_of_distribution(images)[1],
+             "feature": predictor.feature_out_of_distribution(images)[1]}
+    present = [f for f in flags.values() if f is not None]
+    flags["either"] = np.logical_or.reduce(present) if present else None
+    return {name: None if f is None else float(np.mean(f)) for name, f in flags.items()}
 
 
 def _patient_groups(part) -> list[str] | None:

@@ -17,7 +17,7 @@ from cxr.files import written_aside
 from cxr.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
-FIELDS = ["path", "probability", "label", "threshold", "ood", "ood_score"]
+FIELDS = ["path", "probability", "label", "threshold", "ood", "ood_score", "feature_ood_score"]
 SKIPPED_EXIT_CODE = 3  # some inputs could not be read; the rest were predicted
 
 
@@ -62,10 +62,15 @@ def result_rows(predictor: Predictor, paths, images) -> tuple[list[dict], np.nda
     """One row per preprocessed image: probability, label, threshold, and the out-of-distribution check."""
     probs = predictor.predict(images)
     scores, flags = predictor.out_of_distribution(images)
+    feature_scores, feature_flags = predictor.feature_out_of_distribution(images)
+    # `ood`: either guard fired (None where the run has neither).
+    either = [f for f in (flags, feature_flags) if f is not None]
+    ood = np.logical_or.reduce(either) if either else None
     rows = [{"path": str(path), "probability": round(float(prob), 6), "label": predictor.label(prob),
              "threshold": round(predictor.threshold, 6),
-             "ood": None if flags is None else bool(flags[i]),
-             "ood_score": None if scores is None else round(float(scores[i]), 4)}
+             "ood": None if ood is None else bool(ood[i]),
+             "ood_score": None if scores is None else round(float(scores[i]), 4),
+             "feature_ood_score": None if feature_scores is None else round(float(feature_scores[i]), 4)}
             for i, (path, prob) in enumerate(zip(paths, probs))]
     return rows, probs
 

@@ -1,7 +1,7 @@
 """Class-activation maps: where in the X-ray the model found evidence for the class it predicted.
 
-HiResCAM (Draelos & Carin 2020): the gradient times the activation at every position of the last
-convolution, summed over channels. Plain Grad-CAM averages the gradient over positions first, which for a
+HiResCAM (Draelos & Carin 2020): the gradient times the activation at every position of a convolution,
+summed over channels. Plain Grad-CAM averages the gradient over positions first, which for a
 Flatten head mixes the evidence of all positions into one weight per channel; on a confident model that
 weighted sum is negative everywhere and the map comes out blank. HiResCAM keeps each position's own
 evidence, and for a linear head it is exactly each position's share of the logit.
@@ -10,9 +10,9 @@ The map explains the predicted class: evidence for PNEUMONIA when the call is PN
 it is NORMAL (the negative logit). A map with no positive evidence anywhere is reported as blank, never
 drawn as if it showed something.
 
-Works on every cxr model, including a frozen pretrained base nested inside the model, where the naive
-`keras.Model(model.inputs, inner_layer.output)` fails with "Graph disconnected": the nested base gets its
-own two-output sub-model, and the outer chain of layers is replayed around it.
+The explained layer is the last one whose grid has at least 8 x 8 cells (cxr.inference.replay): a map on a
+4 x 4 grid can say "bottom quarter" and little else. Works on every cxr model, including a frozen pretrained
+base nested inside the model, through the replay.
 """
 
 from dataclasses import dataclass
@@ -23,59 +23,18 @@ import numpy as np
 import tensorflow as tf
 
 from cxr import CLASSES
-
-CONV_TYPES = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D)
-# The explained layer's grid must have at least this many cells a side: the last convolution of VGG16 at 64 px
-# is a 4 x 4 grid, which can say "bottom quarter" and little else.
-MIN_GRID = 8
-
-
-def _grid(layer) -> int:
-    return int(layer.output.shape[1])
-
-
-def explained_layer(model: keras.Model):
-    """The layer whose output is explained: the last convolution whose grid has at least MIN_GRID cells a side
-    (the largest grid where none has). In a network with residual connections (Xception) a convolution inside
-    a block sees only one of the paths to the decision, so there it is the last sum of paths (`Add`)."""
-    convs = [layer for layer in model.layers if isinstance(layer, CONV_TYPES)]
-    if not convs:
-        raise ValueError(f"model {model.name} has no convolution layer to explain")
-    sums = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
-    candidates = sums or convs
-    fine = [layer for layer in candidates if _grid(layer) >= MIN_GRID]
-    return fine[-1] if fine else max(candidates, key=_grid)
+from cxr.inference.replay import Replay, grid_of
 
 
 class HiResCam:
-    """Replays the model as a chain of layers, keeping hold of the explained layer's output.
-
-    Gradients must flow from the output to the very tensor we hold. A nested base (a pretrained network) runs
-    as one two-output model (explained layer, base output) called in the same pass; the layers around it and
-    every layer of a model without one are replayed one by one (every cxr model is a chain outside its base).
-    """
+    """HiResCAM of a model, replayed layer by layer (cxr.inference.replay) so that the gradient reaches the
+    explained layer's output."""
 
     def __init__(self, model: keras.Model):
         self.model = model
-        nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-        # The base is the nested model that holds convolutions (the head holds none).
-        base = next((m for m in nested if any(isinstance(x, CONV_TYPES) for x in m.layers)), None)
-        self.layer = explained_layer(base or model)
-        self.grid = (_grid(self.layer), int(self.layer.output.shape[2]))
-        self.steps = []  # (callable, is_the_base: returns the explained maps and its output)
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            if layer is base:
-                self.steps.append((keras.Model(base.inputs, [self.layer.output, base.output]), True))
-            elif isinstance(layer, keras.Model):  # the dense head: replay its layers one by one
-                self.steps += [(x, False) for x in layer.layers if not isinstance(x, keras.layers.InputLayer)]
-            else:
-                self.steps.append((layer, False))
-        last = self.steps[-1][0]
-        if not (isinstance(last, keras.layers.Dense) and last.activation is keras.activations.sigmoid):
-            raise ValueError(f"model {model.name} does not end in a sigmoid Dense layer")
-        self.base = base
+        self.replay = Replay(model)
+        self.layer = self.replay.held
+        self.grid = (grid_of(self.layer), int(self.layer.output.shape[2]))
 
     @property
     def description(self) -> dict:
@@ -86,33 +45,13 @@ class HiResCam:
         """What a figure says the map is: the method, the layer and its grid."""
         return f"HiResCAM at {self.layer.name} ({self.grid[0]} x {self.grid[1]})"
 
-    def _forward(self, x):
-        """(explained layer's maps, logit of pneumonia) in one pass that the gradient tape sees.
-
-        The logit, not the probability: a confident model's sigmoid saturates to exactly 1.0 in float32,
-        and its gradient to exactly zero.
-        """
-        maps, h = None, x
-        *body, (dense, _) = self.steps
-        for step, is_base in body:
-            if is_base:
-                maps, h = step(h, training=False)
-            elif isinstance(step, keras.layers.Concatenate):  # grayscale fanned out to 3 channels
-                h = step([h, h, h])
-            else:
-                h = step(h, training=False)
-            if step is self.layer:
-                maps = h
-        logit = tf.matmul(tf.cast(h, dense.kernel.dtype), dense.kernel) + dense.bias
-        return maps, logit
-
     def signed(self, images: np.ndarray):
         """(n, size, size) maps of each position's contribution to the PNEUMONIA logit (gradient x activation
         summed over channels, resampled to the input), and the (n,) logits."""
         size = images.shape[1]
         x = tf.convert_to_tensor(np.asarray(images, np.float32).reshape(-1, size, size, 1))
         with tf.GradientTape() as tape:
-            maps, logits = self._forward(x)
+            maps, _, logits = self.replay.run(x)
             score = tf.reduce_sum(tf.cast(logits, tf.float32))  # the images of a batch are independent
         grads = tape.gradient(score, maps)
         cam = tf.reduce_sum(tf.cast(grads * maps, tf.float32), axis=-1)[..., None]

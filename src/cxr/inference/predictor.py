@@ -13,6 +13,7 @@ from cxr.data.cache import LoadedImages, load_images
 from cxr.data.images import decode
 from cxr.errors import UsageError
 from cxr.files import file_sha256
+from cxr.inference.feature_guard import load_feature_guard
 from cxr.inference.ood import load_for_run
 from cxr.inference.temperature import apply_temperature, calibrated
 from cxr.runs.folder import ONNX_FILE, RunError, load_run
@@ -47,7 +48,10 @@ class Predictor:
         self.size = self.preprocessing.size
         self.temperature = self.info.temperature  # fitted on validation at training time
         self.guard = load_for_run(self.run_dir)
+        # The feature guard reads the model's features, which only the Keras engine gives.
+        self.feature_guard = load_feature_guard(self.run_dir) if self.model is not None else None
         self.threshold = self.info.threshold if threshold is None else float(threshold)
+        self._members, self._features = None, None
 
     @classmethod
     def from_model(cls, model, info: RunInfo, precision: str = "auto") -> "Predictor":
@@ -93,6 +97,30 @@ class Predictor:
         scores = self.guard.score(images)
         return scores, self.guard.flags(scores)
 
+    def feature_out_of_distribution(self, images: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(scores, flags) of the run's feature guard; (None, None) without one (an older run, the ONNX engine)."""
+        if self.feature_guard is None:
+            return None, None
+        scores = self.feature_guard.score(self.features(images))
+        return scores, self.feature_guard.flags(scores)
+
+    def members(self) -> list:
+        """(Keras model, input size) of each member of an ensemble, or of the model itself: loaded once."""
+        if self.model is None:
+            raise RunError("the model's features and evidence maps need the Keras engine (not ONNX Runtime)")
+        if self._members is None:
+            self._members = ([(load_run(m.run)[0], m.size) for m in self.info.members] if self.info.is_ensemble
+                             else [(self.model, self.size)])
+        return self._members
+
+    def features(self, images: np.ndarray) -> dict:
+        """The model's features of preprocessed images (cxr.inference.features): penultimate and intermediate."""
+        if self._features is None:
+            from cxr.inference.features import FeatureExtractor
+
+            self._features = FeatureExtractor(self.members(), self.size)
+        return self._features(images)
+
     def load(self, paths, use_cache: bool = True, progress: bool = False) -> LoadedImages:
         """Files -> preprocessed images (through the decode cache), bad files reported and skipped."""
         return load_images(paths, self.preprocessing, use_cache=use_cache, progress=progress)
@@ -104,13 +132,11 @@ class Predictor:
     def explainer(self):
         """What draws the evidence maps of this run's answers: HiResCAM of its model, or for an ensemble the
         members' maps combined as their logits are (cxr.inference.explain.EnsembleCam)."""
-        if self.model is None:
-            raise RunError("explanations need the Keras engine (gradients are not available from ONNX Runtime)")
         from cxr.inference.explain import EnsembleCam, HiResCam
 
+        members = self.members()
         if self.info.is_ensemble:
-            return EnsembleCam([(load_run(m.run)[0], m.size) for m in self.info.members],
-                               [m.run.name for m in self.info.members])
+            return EnsembleCam(members, [m.run.name for m in self.info.members])
         return HiResCam(self.model)
 
     def label(self, prob: float) -> str:

@@ -58,7 +58,8 @@ class RunInfo:
     flops_per_image: int | None = None
     trained_against: tuple[str, ...] = ()  # training families of augmentation (cxr.evaluation.selection)
     calibration_on_validation: dict | None = None
-    guard: GuardInfo | None = None
+    guard: GuardInfo | None = None  # the pixel guard (cxr.inference.ood)
+    feature_guard: GuardInfo | None = None  # the guard on the model's features (cxr.inference.feature_guard)
     members: tuple[Member, ...] = ()  # an ensemble's; () for any other run
     tta: bool = False
     combine: str = "mean_logit"  # how an ensemble joins its members; older ones averaged probabilities
@@ -100,7 +101,7 @@ class RunInfo:
             # ONNX export written before the engine applied the sigmoid itself.
             combine = raw.get("combine", "mean_probability" if is_ensemble else "mean_logit")
             output = raw.get("output", "probability" if ("onnx_sha256" in raw or combine != "mean_logit") else "logit")
-            guard = raw.get("guard", raw.get("ood"))
+            guard, feature_guard = raw.get("guard", raw.get("ood")), raw.get("feature_guard")
             info = cls(
                 model=str(need("model")), preprocessing=prep, classes=tuple(raw.get("classes", CLASSES)),
                 threshold=float(raw.get("threshold") if raw.get("threshold") is not None else 0.5),
@@ -109,7 +110,9 @@ class RunInfo:
                 parameters=raw.get("parameters"), trainable_parameters=raw.get("trainable_parameters"),
                 flops_per_image=raw.get("flops_per_image"), trained_against=tuple(raw.get("trained_against", ())),
                 calibration_on_validation=raw.get("calibration_on_validation"),
-                guard=None if guard is None else GuardInfo(**guard), members=members, tta=bool(raw.get("tta", False)),
+                guard=None if guard is None else GuardInfo(**guard),
+                feature_guard=None if feature_guard is None else GuardInfo(**feature_guard), members=members,
+                tta=bool(raw.get("tta", False)),
                 combine=combine, output=output, cxr_version=str(raw.get("cxr_version", "unknown")),
                 format_version=int(raw.get("format_version", 1)),
                 extra={k: raw[k] for k in ONNX_ONLY if k in raw})
@@ -149,6 +152,7 @@ class RunInfo:
                "trained_against": list(self.trained_against),
                "calibration_on_validation": self.calibration_on_validation,
                "guard": None if self.guard is None else dataclasses.asdict(self.guard),
+               "feature_guard": None if self.feature_guard is None else dataclasses.asdict(self.feature_guard),
                "output": self.output, "cxr_version": self.cxr_version}
         if self.is_ensemble:
             anchor = Path(run_dir).resolve() if run_dir is not None else None
@@ -160,6 +164,7 @@ class RunInfo:
     def write(self, run_dir: Path) -> Path:
         """The one writer of model.json."""
         path = Path(run_dir) / INFO_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, self.to_dict(run_dir))
         return path
 
@@ -185,9 +190,9 @@ def _members(raw: dict, size: int, run_dir: Path | None) -> tuple[Member, ...]:
     stored = raw.get("members") or []
     if stored and isinstance(stored[0], dict):
         anchor = Path(run_dir) if run_dir is not None else Path()
-        return tuple(Member(anchor / m["run"], int(m["size"])) for m in stored)
+        return tuple(Member((anchor / m["run"]).resolve(), int(m["size"])) for m in stored)
     paths = [Path(m) for m in stored]
     if run_dir is not None and "member_dirs" in raw:
         paths = [Path(run_dir) / m for m in raw["member_dirs"]]
     sizes = raw.get("member_sizes", [size] * len(paths))
-    return tuple(Member(p, int(s)) for p, s in zip(paths, sizes))
+    return tuple(Member(p.resolve(), int(s)) for p, s in zip(paths, sizes))

@@ -102,8 +102,10 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "auto",
         except ImageError as exc:
             raise HTTPException(422, f"{file.filename or 'upload'}: {exc}") from None
         row = score((file.filename or "upload", image))
-        result = {**{k: row[k] for k in ("probability", "label", "threshold", "ood", "ood_score")},
+        result = {**{k: row[k] for k in ("probability", "label", "threshold", "ood", "ood_score", "feature_ood_score")},
                   "ood_cutoff": None if predictor.guard is None else round(predictor.guard.cutoff, 4),
+                  "feature_ood_cutoff": None if predictor.feature_guard is None
+                  else round(predictor.feature_guard.cutoff, 4),
                   "model": model_id, "format": kind}
         if explain:
             from cxr.inference.explain import heatmap_rgba

@@ -2,7 +2,7 @@
 run folder of its own (one Keras model, so every path serves it like any other run).
 
 The mean of the members' log-odds, not of their probabilities: on validation it ranked better unchanged and
-under both framing crops, for every pair of the demo's members measured (README, "The robust model").
+under both framing crops, for every pair of the demo's members measured (docs/results.md, "The robust model").
 
 Members must share their preprocessing and their split, so the ensemble's validation split, on which its
 temperature and threshold are chosen, is one that no member trained on. Their sizes may differ by whole
@@ -22,7 +22,6 @@ from cxr import __version__
 from cxr.data.dataset import load_part
 from cxr.data.framing import framed_validation
 from cxr.data.split import read_split_csv
-from cxr.inference.ood import GUARD_FILE
 from cxr.models import model_flops
 from cxr.models.for_inference import OUTPUT_LAYER, inference_model
 from cxr.runs.folder import MODEL_FILE, RunError, load_run, write_json
@@ -31,6 +30,7 @@ from cxr.runs.record import TrainingRecord
 from cxr.runs.settings import config_from_run
 from cxr.training.calibrate import calibrated_on_validation
 from cxr.training.fit import summary_text
+from cxr.training.guards import with_guards
 
 TTA_ZOOM = 1.1  # the extra views: zoomed in 10%, and widened 10%, each cropped back to the centre
 
@@ -90,15 +90,15 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
                                                   for r, i in zip(run_dirs, infos)),
         parameters=int(model.count_params()), trainable_parameters=0, flops_per_image=model_flops(model),
         trained_against=tuple(sorted({f for i in infos for f in i.trained_against})), guard=None)
-    val_part, _, _ = load_part(read_split_csv(out / "split.csv").part("val"), info.preprocessing)
+    split = read_split_csv(out / "split.csv")
+    (train_part, _, _), (unchanged_val, _, _) = (load_part(split.part(side), info.preprocessing)
+                                                 for side in ("train", "val"))
     member = config_from_run(run_dirs[first])
-    if member.framed_validation:  # chosen on what the members were chosen on
-        val_part = framed_validation(val_part, info.preprocessing)
-    if (run_dirs[first] / GUARD_FILE).exists():  # same preprocessing and split: the same training X-rays
-        shutil.copy(run_dirs[first] / GUARD_FILE, out / GUARD_FILE)
-        info = info.replace(guard=infos[first].guard)
+    # Chosen on what the members were chosen on.
+    val_part = framed_validation(unchanged_val, info.preprocessing) if member.framed_validation else unchanged_val
     robust = member.framing != "none" or member.acquisition != "none"
-    calibrated_on_validation(model, info, val_part, worst_case=robust).write(out)
+    info = calibrated_on_validation(model, info, val_part, worst_case=robust)
+    with_guards(out, model, info, train_part.images, unchanged_val.images).write(out)
     trainings = [TrainingRecord.read(r) for r in run_dirs]
     TrainingRecord(split_note=trainings[0].split_note, images=trainings[0].images, skipped=trainings[0].skipped,
                    precision=trainings[0].precision, members=tuple(str(r) for r in run_dirs),

@@ -20,11 +20,10 @@ from cxr import CLASSES, __version__
 from cxr.data.dataset import Prepared, prepare
 from cxr.data.framing import framed_validation
 from cxr.errors import UsageError
-from cxr.inference.ood import fit_for_run
 from cxr.inference.precision import resolve_precision
 from cxr.models import Built, build, copy_in_precision, model_flops
 from cxr.runs.folder import MODEL_FILE, RunError, load_keras_model, read_history, read_json, write_json
-from cxr.runs.info import GuardInfo, RunInfo
+from cxr.runs.info import RunInfo
 from cxr.runs.record import TrainingRecord
 from cxr.runs.settings import TrainConfig
 from cxr.training.batches import fine_training_images, trained_against, training_batches
@@ -32,6 +31,7 @@ from cxr.training.calibrate import calibrated_on_validation
 from cxr.training.callbacks import EpochSeeds, EpochTimer, ResumableEarlyStopping, SaveForResume, truncate_history
 from cxr.training.devices import distribution
 from cxr.training.features import cached_features
+from cxr.training.guards import with_guards
 
 log = logging.getLogger(__name__)
 MIN_DELTA = 1e-3  # smallest drop of validation loss that counts as an improvement for early stopping
@@ -194,7 +194,7 @@ def _save_model(cfg: TrainConfig, run_dir: Path, built: Built) -> keras.Model:
 
 
 def _describe(cfg: TrainConfig, run_dir: Path, final: keras.Model, fitted: Fitted) -> RunInfo:
-    """The run's RunInfo: the input contract, the temperature and threshold chosen on validation, the guard."""
+    """The run's RunInfo: the input contract, the temperature and threshold chosen on validation, the guards."""
     info = RunInfo(
         model=cfg.model, preprocessing=cfg.preprocessing, classes=CLASSES, weights_note=fitted.built.weights_note,
         parameters=int(final.count_params()), flops_per_image=model_flops(final),
@@ -202,8 +202,7 @@ def _describe(cfg: TrainConfig, run_dir: Path, final: keras.Model, fitted: Fitte
         trained_against=trained_against(cfg))
     robust = cfg.framing != "none" or cfg.acquisition != "none"  # trained to ignore the shifts validation shows
     info = calibrated_on_validation(final, info, fitted.val_part, worst_case=robust, raw=fitted.val_probs)
-    guard = fit_for_run(run_dir, fitted.data.parts["train"].images, fitted.unchanged_val.images)
-    return info.replace(guard=GuardInfo(**guard))
+    return with_guards(run_dir, final, info, fitted.data.parts["train"].images, fitted.unchanged_val.images)
 
 
 def _record(cfg: TrainConfig, run_dir: Path, fitted: Fitted) -> TrainingRecord:

@@ -1,0 +1,119 @@
+"""The site check (batch tests, verdict, accuracy estimate) and the feature guard: logic on synthetic features,
+the command on a real run, and clear errors for bad input."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import FULLRES, run_cxr, write_image
+from cxr.evaluation.site_check import STATISTICS, Batch, compare_batches, estimated_accuracy
+from cxr.inference.feature_guard import FeatureGuard
+
+
+def _batch(n, shift=0.0, seed=0, labels=True, flagged=0.0, dims=12) -> Batch:
+    """A batch of `n` synthetic X-rays: features, calibrated probabilities that follow the labels, statistics."""
+    rng = np.random.default_rng(seed)
+    batch = Batch.__new__(Batch)
+    y = rng.integers(0, 2, n)
+    batch.labels = y if labels else None
+    batch.paths = [f"person{seed}_{i}_bacteria_1.jpeg" for i in range(n)]
+    batch.groups = [f"p{seed}-{i}" for i in range(n)]
+    batch.penultimate = rng.normal(shift, 1.0, (n, dims)) + y[:, None] * 0.5
+    batch.features = np.concatenate([batch.penultimate, rng.normal(shift, 1.0, (n, dims))], axis=1)
+    logits = 2.5 * (2 * y - 1) + rng.normal(0, 1.5, n)
+    batch.probs = 1 / (1 + np.exp(-logits))
+    batch.flagged = rng.random(n) < flagged
+    batch.statistics = {name: rng.normal(100 + 10 * shift, 10, n) for name in STATISTICS}
+    return batch
+
+
+def _check(candidate, reference=None):
+    reference = reference or _batch(400, seed=1)
+    return compare_batches(reference, candidate, threshold=0.5, train_prevalence=0.74,
+                           validation_flagged=float(reference.flagged.mean()))
+
+
+def test_a_batch_like_the_reference_is_same_and_its_accuracy_is_estimated_within_005():
+    result = _check(_batch(300, seed=2))
+    assert result["verdict"] == "same", result["why"]
+    assert abs(result["feature_shift"]["domain_classifier_auc"] - 0.5) < 0.1
+    assert abs(result["estimated_accuracy"] - result["accuracy"]) < 0.05
+    assert set(result) >= {"verdict", "feature_shift", "output_shift", "guard_rate", "estimated_accuracy",
+                           "acquisition", "p_values"}
+
+
+def test_a_mild_shift_is_shifted_and_another_population_different_without_an_estimate():
+    mild = _check(_batch(300, shift=0.3, seed=3))
+    assert mild["verdict"] == "shifted" and mild["estimated_accuracy"] is not None
+    far = _check(_batch(300, shift=3.0, seed=4))
+    assert far["verdict"] == "different" and far["feature_shift"]["domain_classifier_auc"] > 0.9
+    assert far["estimated_accuracy"] is None and "cannot be estimated" in far["estimate_note"]
+    flagged = _check(_batch(300, seed=5, flagged=0.6))
+    assert flagged["verdict"] == "different" and "flag" in flagged["why"]
+
+
+def test_atc_follows_accuracy_when_the_model_grows_less_sure():
+    reference = _batch(600, seed=6)
+    unsure = _batch(600, seed=7)
+    unsure.probs = 1 / (1 + np.exp(-np.log(unsure.probs / (1 - unsure.probs)) * 0.4))  # margins shrink
+    assert estimated_accuracy(reference, unsure, 0.5) < estimated_accuracy(reference, _batch(600, seed=8), 0.5)
+
+
+def test_false_alarms_stay_rare_on_batches_of_the_same_distribution():
+    verdicts = [_check(_batch(120, seed=100 + i), _batch(120, seed=200 + i))["verdict"] for i in range(8)]
+    assert verdicts.count("same") >= 7, verdicts
+
+
+def test_too_few_images_for_a_batch_test_is_a_clear_error():
+    from cxr.errors import DataError
+
+    with pytest.raises(DataError, match="at least 10"):
+        _check(_batch(5, seed=9))
+
+
+def test_feature_guard_flags_about_one_percent_of_validation_and_far_points():
+    rng = np.random.default_rng(0)
+    train = {"penultimate": rng.normal(0, 1, (2000, 16)), "intermediate": rng.normal(0, 1, (2000, 8))}
+    val = {"penultimate": rng.normal(0, 1, (1000, 16)), "intermediate": rng.normal(0, 1, (1000, 8))}
+    guard = FeatureGuard.fit(train, val)
+    assert guard.flags(guard.score(val)).mean() == pytest.approx(0.01, abs=0.002)
+    far = {"penultimate": rng.normal(0, 1, (100, 16)), "intermediate": rng.normal(4, 1, (100, 8))}
+    assert guard.flags(guard.score(far)).mean() > 0.9  # one block alone is enough
+
+
+@pytest.mark.integration
+def test_site_check_of_a_folder_writes_json_markdown_and_figure(trained_run, tmp_path):
+    out = tmp_path / "check"
+    result = run_cxr("site-check", FULLRES, "--against", trained_run, "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads((out / "site_check.json").read_text())
+    assert found["verdict"] in ("same", "shifted", "different") and found["images"] == 40
+    assert 0 <= found["guard_rate"] <= 1 and "accuracy" in found  # the folder's layout gives labels
+    assert (out / "site_check.png").stat().st_size > 10_000 and "Verdict" in (out / "site_check.md").read_text()
+    assert found["verdict"].upper() in result.stdout
+
+
+@pytest.mark.integration
+def test_site_check_bad_inputs_get_clear_errors(trained_run, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one = tmp_path / "one"
+    shutil.copytree(FULLRES / "NORMAL", one, ignore=lambda d, names: sorted(names)[1:])
+    junk = tmp_path / "junk"
+    for i in range(3):
+        (junk / f"{i}.jpeg").parent.mkdir(exist_ok=True)
+        (junk / f"{i}.jpeg").write_text("not an image")
+    no_model = tmp_path / "no_model"
+    shutil.copytree(trained_run, no_model, ignore=shutil.ignore_patterns("model.keras"))
+    write_image(tmp_path / "unused.png")
+    cases = [((empty, "--against", trained_run), "no image files"),
+             ((one, "--against", trained_run), "at least 10"),
+             ((junk, "--against", trained_run), "could be read"),
+             ((FULLRES, "--against", no_model), "model file not found"),
+             (("--against", trained_run), "give a FOLDER or --split")]
+    for args, message in cases:
+        result = run_cxr("site-check", *args)
+        assert result.returncode == 1 and message in result.stderr, (args, result.stderr[-1000:])
+        assert "Traceback" not in result.stderr
