@@ -44,8 +44,8 @@ def test_predict_json_to_a_file_never_overwrites(trained_run, tmp_path):
     assert run_cxr("predict", trained_run, image, "--format", "json", "--out", out).returncode == 0
     rows = json.loads(out.read_text())
     assert rows[0]["path"].endswith("person26_bacteria_127.jpeg") and set(rows[0]) == {
-        "path", "probability", "label", "threshold", "ood", "ood_score"}
-    assert isinstance(rows[0]["ood"], bool) and rows[0]["ood_score"] > 0
+        "path", "probability", "label", "threshold", "ood", "ood_score", "feature_ood_score"}
+    assert isinstance(rows[0]["ood"], bool) and rows[0]["ood_score"] > 0 and rows[0]["feature_ood_score"] > 0
     again = run_cxr("predict", trained_run, image, "--out", out)
     assert again.returncode != 0 and "already exists" in again.stderr
     assert json.loads(out.read_text()) == rows

@@ -12,12 +12,16 @@ pytestmark = pytest.mark.integration
 
 
 def test_compare_writes_markdown_and_self_contained_html(trained_run, tmp_path):
-    # Copies without stress results: whether another test already ran `cxr stress` on the shared run
-    # (which adds a stress figure) must not change what this test sees.
+    # Copies without stress results: whether another test already ran `cxr stress` on the shared run must not
+    # change what this test sees.
     first, second = tmp_path / "cnn", tmp_path / "cnn_copy"
     for copy in (first, second):
         shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns("stress*.json"))
     out = tmp_path / "report"
+    refused = run_cxr("compare", first, second, "--out", out)  # the choice reads validation stress results
+    assert refused.returncode == 1 and "cxr stress --changes selection" in refused.stderr
+    stressed = run_cxr("stress", "--changes", "selection", "--images", 12, first, second)
+    assert stressed.returncode == 0, stressed.stderr[-2000:]
     result = run_cxr("compare", first, second, "--out", out)
     assert result.returncode == 0, result.stderr[-2000:]
 
@@ -25,7 +29,7 @@ def test_compare_writes_markdown_and_self_contained_html(trained_run, tmp_path):
     assert table.count("\n") == 4  # header, rule, one row per run
     assert "cnn_copy" in table and "roc_auc" in table
     html = (out / "report.html").read_text()
-    assert len(re.findall(r'src="data:image/png;base64,', html)) == 3  # curves, confusion matrices, ROC
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == 4  # curves, confusion matrices, ROC, stress
     assert not re.search(r'(src|href)="https?://', html)  # opens offline
     assert "Model summaries" in html and "conv3" in html
     for name in ("training_curves", "confusion_matrices", "roc_curves"):

@@ -50,7 +50,8 @@ def test_predict_matches_the_command_line_predictor(client, trained_run):
     rows, _ = predict_paths(Predictor(trained_run), [XRAY])
     assert body["probability"] == pytest.approx(rows[0]["probability"], abs=1e-5)
     assert body["label"] == rows[0]["label"] and body["threshold"] == rows[0]["threshold"]
-    assert set(body) >= {"probability", "label", "threshold", "model"}
+    assert set(body) >= {"probability", "label", "threshold", "model", "ood", "feature_ood_score", "feature_ood_cutoff"}
+    assert body["feature_ood_score"] >= 0 and body["feature_ood_cutoff"] > 0  # the run's feature guard answers
 
 
 def test_explain_adds_image_and_heatmap_pngs(client):

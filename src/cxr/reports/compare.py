@@ -87,6 +87,22 @@ def _validation_stress(run_dir: Path) -> dict:
     return result
 
 
+def _selection_table(runs) -> str:
+    """Each run's balanced accuracy at its own threshold (and ROC AUC) under every condition the choice reads;
+    * marks a condition the run was trained against in a related form."""
+    conditions = list(selection.CONDITIONS)
+    lines = ["| condition | " + " | ".join(r["name"] for r in runs) + " |", "|---|" + "---|" * len(runs)]
+    for name in conditions:
+        cells = []
+        for r in runs:
+            c = r["selection"]["by_condition"][name]
+            cells.append(f"{c['balanced_accuracy']:.3f} / {c['roc_auc']:.3f}{' *' if c['seen_in_training'] else ''}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| **worst** | " + " | ".join(f"**{r['selection']['worst_balanced_accuracy']:.3f}**" for r in runs)
+                 + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _stress_summary(runs) -> str:
     lines = ["| run | unchanged AUC | worst photometric ΔAUC | worst geometric ΔAUC | shortcut probe AUC |",
              "|---|---|---|---|---|"]
@@ -186,6 +202,9 @@ def compare(run_dirs: list[Path], out_dir: Path) -> Path:
     (out_dir / "table.md").write_text(table)
     md = ["# Model comparison", "", ("Test split metrics at the validation-chosen threshold, 95% bootstrap "
           "intervals in brackets."), "", table, *(f"- {n}" for n in notes), ""]
+    md += ["## Validation under shift (what chooses the served run)", "",
+           "Balanced accuracy at each run's threshold / ROC AUC on the validation split under each condition; * the "
+           "run was trained against a related (not the same) form of it.", "", _selection_table(runs)]
     if stressed:
         md += ["## Stress test", "", "Test split ROC AUC under acquisition-like changes applied before preprocessing "
                "(`cxr stress RUN`; full tables in each run's MODEL_CARD.md).", "", _stress_summary(stressed)]
