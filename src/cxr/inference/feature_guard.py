@@ -11,7 +11,8 @@ reduced by PCA and scored by its Mahalanobis distance from the training split (L
 
 Each distance is divided by its own 99th percentile on the validation split, the larger of the two is the
 score, and the cut-off is the 99.5th percentile of the validation scores: about 0.5% of the training batch's
-validation X-rays are flagged, and 1.7% of its carved test split were at a 99th-percentile cut. An ensemble's features are its members', side by side (each on the input it sees).
+validation X-rays are flagged (a 99th-percentile cut flagged 1.7% of the carved test split). An ensemble's
+features are its members', side by side (each on the input it sees).
 """
 
 from pathlib import Path
