@@ -26,7 +26,7 @@ from cxr.cli.commands import (  # noqa: E402
     cmd_train,
 )
 from cxr.errors import CxrError  # noqa: E402
-from cxr.runs.settings import TrainConfig  # noqa: E402
+from cxr.runs.settings import PRECISIONS, TrainConfig  # noqa: E402
 
 PRECISION = ("Keras engine: auto (default) computes in mixed bfloat16 where the CPU has it natively (3-6x faster, "
              "probabilities within about 1e-3 of float32), else float32; float32 gives the same numbers on every "
@@ -55,6 +55,17 @@ def add_training_settings(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, dest=f.name, type=kind, default=f.metadata.get("cli_default", f.default), **options)
 
 
+ENGINES = ("keras", "onnx")
+
+
+def _precision(command) -> None:
+    command.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION)
+
+
+def _engine(command) -> None:
+    command.add_argument("--engine", choices=ENGINES, default="keras")
+
+
 def parser() -> argparse.ArgumentParser:
     from cxr import __version__
     from cxr.data.preprocess import BORDER_MODES, INTENSITY_MODES, RESIZE_MODES, ROBUST
@@ -75,7 +86,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--data", type=Path, help="folder with NORMAL/ and PNEUMONIA/ (or a Kaggle layout)")
     e.add_argument("--out", type=Path, help="metrics file (default RUN/metrics.json)")
     e.add_argument("--threshold", type=float, help=OWN_THRESHOLD)
-    e.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto", help=PRECISION)
+    _precision(e)
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("compare", help="comparison report (Markdown + self-contained HTML) of several runs")
@@ -91,8 +102,8 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", type=Path, help="write here instead of standard output")
     pr.add_argument("--force", action="store_true", help="replace an existing --out file")
     pr.add_argument("--threshold", type=float, help=OWN_THRESHOLD)
-    pr.add_argument("--engine", choices=["keras", "onnx"], default="keras")
-    pr.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto", help=PRECISION)
+    _engine(pr)
+    _precision(pr)
     pr.add_argument("--explain", type=Path, metavar="OUT_DIR", help="write a Grad-CAM PNG per image here")
     pr.add_argument("--ray", action="store_true",
                     help="decode and score on Ray (a local Ray on this machine unless --ray-address is given)")
@@ -142,8 +153,8 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("runs", nargs="+", type=Path, metavar="RUN")
     st.add_argument("--images", type=int, metavar="N",
                     help="at most N images of each side, drawn within each class (default: all)")
-    st.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto", help=PRECISION)
-    st.add_argument("--engine", choices=["keras", "onnx"], default="keras")
+    _precision(st)
+    _engine(st)
     st.add_argument("--changes", metavar="NAME,...", help="only these changes (default: all; names in stress.json; "
                     "`selection`: the conditions the choice of the served run reads)")
     st.set_defaults(func=cmd_stress)
@@ -164,8 +175,8 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("run", type=Path)
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--engine", choices=["keras", "onnx"], default="keras")
-    sv.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto", help=PRECISION)
+    _engine(sv)
+    _precision(sv)
     sv.add_argument("--max-upload-mb", type=int, default=20)
     sv.set_defaults(func=cmd_serve)
     return p

@@ -9,6 +9,8 @@ from cxr.data.framing import FRAMING_MODES
 from cxr.data.preprocess import BORDER_MODES, INTENSITY_MODES, RESIZE_MODES, Preprocessing
 from cxr.runs.folder import read_json
 
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")  # --precision of every command that computes
+
 
 def setting(default, help: str, flag: str | None = None, **argparse_options):
     """A TrainConfig field and its `cxr train` flag (help, choices, metavar, a flag name other than the field's):
@@ -43,7 +45,7 @@ class TrainConfig:
     class_weight: str = setting("none", "balanced: weigh each class by the inverse of its share",
                                 choices=("none", "balanced"))
     precision: str = setting("auto", "auto: mixed_bfloat16 where the CPU has bfloat16 instructions, else float32",
-                             choices=("auto", "float32", "mixed_bfloat16"))
+                             choices=PRECISIONS)
     fine_tune: int = setting(0, "transfer models: then unfreeze the last N conv layers and train on at a low rate",
                              metavar="N")
     fine_tune_epochs: int = setting(10, "epochs of fine-tuning (default 10)")
