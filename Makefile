@@ -36,13 +36,14 @@ setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
 # The main job (its time per machine: BENCHMARKS.md): the seed's three models, where the augmented CNN's
-# augmentation includes the targeted framing augmentation that makes it robust to how tightly an X-ray is framed;
-# then VGG16 fine-tuned end to end at 64 px with the same augmentation (the fast form: 8 epochs), averaged with
-# `cnn_aug` into the robust model by `cxr ensemble` (the VGG16 sees the CNN's 128 px input averaged over
-# 2 x 2 blocks). Then the stress test (the framings the selection reads: `cnn` and `vgg16` on 200 images a
-# side, the robust model and its two members on every image), the data audit and the comparison report. The
-# model to serve is chosen on validation only, by its worst framing (reports/demo/best_run.txt). `make
-# robust`: the full forms. `cxr stress RUN` tests a run on all 17 changes.
+# augmentation includes the targeted framing augmentation and the acquisition augmentation (processing curves,
+# sharpening, noise, burned-in text); then VGG16 fine-tuned end to end at 64 px with the same augmentation (the
+# fast form: 8 epochs), averaged with `cnn_aug` into the robust model by `cxr ensemble` (the VGG16 sees the
+# CNN's 128 px input averaged over 2 x 2 blocks). Then the stress test on the conditions the selection reads
+# (two framings, seven held-out acquisition families: `cnn` and `vgg16` on 200 images a side, the robust model
+# and its two members on every image), the data audit and the comparison report. The model to serve is chosen
+# on validation only, by its worst condition (reports/demo/best_run.txt); its evidence audit and its site check
+# on the carved test split follow. `make robust`: the full forms. `cxr stress RUN` tests a run on all 24 changes.
 CNN_AUG := --model cnn_aug --framing targeted --acquisition random --split-seed 42
 E2E := --model vgg16_e2e --size 64 --lr 1e-4 --lr-decay 1 --label-smoothing 0.1 --framing targeted --acquisition random \
 	--split-seed 42
