@@ -64,7 +64,8 @@ def check(work: Path) -> dict:
         verdicts.append(compare_batches(reference, pool.subset(second), threshold, prevalence,
                                         float(reference.flagged.mean()))["verdict"])
 
-    val_rows = [i for i, p in enumerate(pool.paths) if Path(p) in {Path(r.path) for r in split.part("val")}]
+    val_paths = {Path(r.path) for r in split.part("val")}
+    val_rows = [i for i, p in enumerate(pool.paths) if Path(p) in val_paths]
     reference = pool.subset(val_rows)
     test = split.part("test")
     changes = {"processing_s_curve": VALIDATION_CHANGES["processing_s_curve"],
