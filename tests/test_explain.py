@@ -82,7 +82,7 @@ def test_maps_work_through_a_nested_frozen_base():
     np.testing.assert_allclose(found.probs, built.model.predict(x, verbose=0).reshape(-1), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["cnn_aug", "xception"])
+@pytest.mark.parametrize("name", ["cnn_aug", "xception", "densenet121", "mobilenetv2_e2e"])
 def test_every_model_type_gets_a_map(name):
     size = 80
     model = build(name, size, pretrained=False).model
@@ -91,8 +91,9 @@ def test_every_model_type_gets_a_map(name):
     assert found.heatmaps.shape == (2, size, size) and found.probs.shape == (2,)
 
 
-# The size each kind is trained at in the demo (vgg16_e2e: 64 px), and the default size otherwise.
-KIND_SIZES = {"vgg16_e2e": 64}
+# The size each kind is trained at in the demo (vgg16_e2e: 64 px, densenet121_e2e: 96 px), and the default
+# size otherwise.
+KIND_SIZES = {"vgg16_e2e": 64, "densenet121_e2e": 96}
 
 
 @pytest.mark.parametrize("name", __import__("cxr.models", fromlist=["names"]).names())

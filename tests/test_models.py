@@ -15,7 +15,7 @@ def all_layers(model):
             yield from all_layers(layer)
 
 
-@pytest.mark.parametrize("name", ["cnn", "cnn_aug", "vgg16", "vgg19", "xception"])
+@pytest.mark.parametrize("name", names())
 def test_every_model_maps_grayscale_pixels_to_a_probability(name):
     built = build(name, 80, pretrained=False)
     x = np.random.default_rng(0).uniform(0, 255, (3, 80, 80, 1)).astype("float32")
@@ -24,8 +24,34 @@ def test_every_model_maps_grayscale_pixels_to_a_probability(name):
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in all_layers(built.model))
 
 
-def test_registry_lists_the_seed_models():
-    assert {"cnn", "cnn_aug", "vgg16", "vgg19", "xception"} <= set(names())
+def test_registry_lists_the_seed_models_and_marks_those_trained_from_scratch():
+    from cxr.models.registry import FROM_SCRATCH
+
+    assert {"cnn", "cnn_aug", "vgg16", "vgg19", "xception", "densenet121", "mobilenetv2"} <= set(names())
+    assert {"vgg16_e2e", "densenet121_e2e", "mobilenetv2_e2e"} <= set(names())
+    assert FROM_SCRATCH == {"cnn", "cnn_aug", "cnn_seed"}
+
+
+@pytest.mark.parametrize("name", ["densenet121_e2e", "mobilenetv2_e2e"])
+def test_fine_tuned_networks_keep_batch_normalisation_statistics(name):
+    """Every convolution trains, but batch normalisation runs in inference mode: training moves every kernel and
+    leaves the ImageNet running statistics as they were."""
+    from cxr.models.pretrained import WeightsUnavailable
+    from cxr.training.fit import compile_model
+
+    try:  # random weights would do for the statistics, but their saturated ReLU6 units pass no gradient back
+        model = build(name, 48).model
+    except WeightsUnavailable as exc:
+        pytest.skip(str(exc))
+    norms = [layer for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    convs = [layer for layer in all_layers(model) if isinstance(layer, keras.layers.Conv2D)]
+    before = [layer.moving_mean.numpy().copy() for layer in norms]
+    kernels = [layer.kernel.numpy().copy() for layer in convs]
+    compile_model(model, 1e-2)
+    x = np.random.default_rng(0).uniform(0, 255, (8, 48, 48, 1)).astype("float32")
+    model.fit(x, np.arange(8) % 2, epochs=3, verbose=0)  # the zero head passes gradients on from the 2nd step
+    assert all(np.array_equal(b, layer.moving_mean.numpy()) for b, layer in zip(before, norms))
+    assert all(not np.array_equal(k, layer.kernel.numpy()) for k, layer in zip(kernels, convs))
 
 
 def test_seed_cnn_shape_rules():
@@ -138,7 +164,7 @@ def test_the_end_to_end_model_trains_every_layer_and_ignores_its_frame():
     assert not np.allclose(model(image, training=False), model(inside, training=False))
 
 
-@pytest.mark.parametrize("name", ["cnn_aug", "vgg16_e2e"])
+@pytest.mark.parametrize("name", ["cnn_aug", "vgg16_e2e", "mobilenetv2_e2e"])
 def test_every_random_layer_draws_from_the_epoch_seed(name):
     """Exact resume rests on this: each epoch's augmentation is a function of (seed, epoch) alone, for random
     layers nested inside the model too (found through the public `layers` of nested models)."""

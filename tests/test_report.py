@@ -18,11 +18,17 @@ def test_compare_writes_markdown_and_self_contained_html(trained_run, tmp_path):
     for copy in (first, second):
         shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns("stress*.json"))
     out = tmp_path / "report"
-    refused = run_cxr("compare", first, second, "--out", out)  # the choice reads validation stress results
+    # Only runs built from pretrained networks are served, unless the user asks for a from-scratch one.
+    refused = run_cxr("compare", first, second, "--out", out)
+    assert refused.returncode == 1 and "no run built only from pretrained networks" in refused.stderr
+    assert "cnn: cnn from scratch" in refused.stderr and "--serve-from-scratch" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    # The choice reads validation stress results.
+    refused = run_cxr("compare", first, second, "--out", out, "--serve-from-scratch")
     assert refused.returncode == 1 and "cxr stress --changes selection" in refused.stderr
     stressed = run_cxr("stress", "--changes", "selection", "--images", 12, first, second)
     assert stressed.returncode == 0, stressed.stderr[-2000:]
-    result = run_cxr("compare", first, second, "--out", out)
+    result = run_cxr("compare", first, second, "--out", out, "--serve-from-scratch")
     assert result.returncode == 0, result.stderr[-2000:]
 
     table = (out / "table.md").read_text()

@@ -92,6 +92,9 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="comparison report (Markdown + self-contained HTML) of several runs")
     c.add_argument("runs", nargs="+")
     c.add_argument("--out", required=True, help="report folder, e.g. reports/seed")
+    c.add_argument("--serve-from-scratch", action="store_true",
+                   help="let a run trained from scratch be chosen to serve (by default only runs built from "
+                   "pretrained networks are)")
     c.set_defaults(func=cmd_compare)
 
     pr = sub.add_parser("predict", help="P(pneumonia) for files, folders and globs (JPEG, PNG, DICOM)",

@@ -78,7 +78,7 @@ def cmd_evaluate(args) -> None:
 def cmd_compare(args) -> None:
     from cxr.reports.compare import compare
 
-    report = compare([Path(r) for r in args.runs], Path(args.out))
+    report = compare([Path(r) for r in args.runs], Path(args.out), args.serve_from_scratch)
     print((report.parent / "table.md").read_text())
     print(f"report: {report}")
 

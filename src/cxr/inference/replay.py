@@ -24,13 +24,15 @@ def grid_of(layer) -> int:
 
 def held_layer(model: keras.Model):
     """The last convolution whose grid has at least MIN_GRID cells a side (the largest grid where none has). In
-    a network with residual connections (Xception) a convolution inside a block sees only one of the paths to
-    the decision, so there it is the last sum of paths (`Add`)."""
+    a network whose paths join (Xception and MobileNetV2 add them, DenseNet121 concatenates them) a convolution
+    inside a block sees only one of the paths to the decision, so there it is the last join (`Add`, else
+    `Concatenate`)."""
     convs = [layer for layer in model.layers if isinstance(layer, CONV_TYPES)]
     if not convs:
         raise ValueError(f"model {model.name} has no convolution layer to explain")
     sums = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
-    candidates = sums or convs
+    concatenations = [layer for layer in model.layers if isinstance(layer, keras.layers.Concatenate)]
+    candidates = sums or concatenations or convs
     fine = [layer for layer in candidates if grid_of(layer) >= MIN_GRID]
     return fine[-1] if fine else max(candidates, key=grid_of)
 

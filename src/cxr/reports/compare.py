@@ -2,7 +2,9 @@
 
 import base64
 import csv
+import dataclasses
 import html
+import json
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +21,7 @@ from cxr.reports.model_card import fmt_ci
 from cxr.runs.folder import read_history, read_json, write_json
 from cxr.runs.info import RunInfo
 from cxr.runs.record import TrainingRecord
+from cxr.runs.settings import config_from_run
 
 COLUMNS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc")
 
@@ -31,7 +34,8 @@ def _load(run_dir: Path) -> dict:
     return {
         "name": run_dir.name,
         "dir": run_dir,
-        "info": RunInfo.read(run_dir),
+        "info": (info := RunInfo.read(run_dir)),
+        "scratch": from_scratch_parts(info),
         "metrics": read_json(run_dir / "metrics.json"),
         "training": TrainingRecord.read(run_dir),
         "history": history,
@@ -41,6 +45,32 @@ def _load(run_dir: Path) -> dict:
         "probs": np.array([float(r["probability"]) for r in rows]),
         "summary": (run_dir / "summary.txt").read_text() if (run_dir / "summary.txt").exists() else "",
     }
+
+
+def from_scratch_parts(info: RunInfo) -> list[str]:
+    """The kinds in a run (itself, or an ensemble's members) that start from random weights."""
+    from cxr.models.registry import FROM_SCRATCH
+
+    if info.is_ensemble:
+        return [kind for m in info.members for kind in from_scratch_parts(RunInfo.read(m.run))]
+    return [info.model] if info.model in FROM_SCRATCH else []
+
+
+def _candidates(runs: list[dict], serve_from_scratch: bool) -> list[dict]:
+    """The runs the served model may be chosen from: those built only from pretrained networks.
+
+    A network trained from scratch on one batch learns that batch: the from-scratch CNN passed every synthetic
+    validation family and lost half its specificity on X-rays of another batch, where pretrained networks kept
+    theirs (README, "Which model is served"). The seed's CNNs stay in the comparison as baselines.
+    """
+    if serve_from_scratch:
+        return runs
+    candidates = [r for r in runs if not r["scratch"]]
+    if not candidates:
+        raise UsageError("no run built only from pretrained networks to serve (" + ", ".join(
+            f"{r['name']}: {'+'.join(r['scratch'])} from scratch" for r in runs) + "); add one, or pass "
+            "--serve-from-scratch to choose among these anyway")
+    return candidates
 
 
 def _mflops(info: RunInfo) -> str:
@@ -101,6 +131,33 @@ def _selection_table(runs) -> str:
     lines.append("| **worst** | " + " | ".join(f"**{r['selection']['worst_balanced_accuracy']:.3f}**" for r in runs)
                  + " |")
     return "\n".join(lines) + "\n"
+
+
+def _recipe(run: dict) -> str | None:
+    """The run's training settings less its seed and folder (None for an ensemble, which trains nothing)."""
+    if run["info"].is_ensemble:
+        return None
+    settings = dataclasses.asdict(config_from_run(run["dir"]))
+    return json.dumps({k: v for k, v in settings.items() if k not in ("seed", "out")}, sort_keys=True, default=str)
+
+
+def _seed_spread(runs) -> str:
+    """For every recipe trained with several seeds: the spread of what the choice reads, on validation."""
+    groups: dict[str, list] = {}
+    for r in runs:
+        recipe = _recipe(r)
+        if recipe is not None:
+            groups.setdefault(recipe, []).append(r)
+    lines = []
+    for group in (g for g in groups.values() if len(g) > 1):
+        worst = [r["selection"]["worst_balanced_accuracy"] for r in group]
+        auc = [r["selection"]["by_condition"]["none"]["roc_auc"] for r in group]
+        lines.append(f"| {', '.join(r['name'] for r in group)} | {len(group)} | {min(worst):.3f}-{max(worst):.3f} "
+                     f"(spread {max(worst) - min(worst):.3f}) | {min(auc):.3f}-{max(auc):.3f} |")
+    if not lines:
+        return ""
+    return ("| runs (same recipe, other seeds) | seeds | worst-condition balanced accuracy | unchanged ROC AUC |\n"
+            "|---|---|---|---|\n" + "\n".join(lines) + "\n")
 
 
 def _stress_summary(runs) -> str:
@@ -169,8 +226,11 @@ brackets. Not a diagnostic device.</p>
 """
 
 
-def compare(run_dirs: list[Path], out_dir: Path) -> Path:
+def compare(run_dirs: list[Path], out_dir: Path, serve_from_scratch: bool = False) -> Path:
+    """The report; the run to serve (best_run.txt) is chosen on validation among the runs built only from
+    pretrained networks, or among all with `serve_from_scratch`."""
     runs = [_load(Path(d)) for d in run_dirs]
+    candidates = {r["name"] for r in _candidates(runs, serve_from_scratch)}
     out_dir.mkdir(parents=True, exist_ok=True)
     fig_dir = out_dir / "figures"
     figure_paths = {
@@ -185,7 +245,7 @@ def compare(run_dirs: list[Path], out_dir: Path) -> Path:
     for r in runs:
         scores[r["name"]] = r["selection"] = selection.robust_scores(_validation_stress(r["dir"]),
                                                                      r["info"].trained_against)
-    best = next(r for r in runs if r["name"] == selection.choose(scores))
+    best = next(r for r in runs if r["name"] == selection.choose({name: scores[name] for name in candidates}))
     notes = [f"{r['name']}: {r['training'].split_note}; {r['info'].weights_note or 'trained from scratch'}"
              for r in runs]
     notes.append(f"Validation, worst case over the {len(selection.CONDITIONS)} conditions of the rule (balanced "
@@ -194,7 +254,11 @@ def compare(run_dirs: list[Path], out_dir: Path) -> Path:
                      f"{r['name']} {r['selection']['worst_balanced_accuracy']:.3f} "
                      f"({r['selection']['worst_condition']}) / {r['selection']['worst_roc_auc']:.3f} / "
                      f"{r['selection']['worst_unseen_balanced_accuracy']:.3f}" for r in runs) + ".")
-    notes.append(f"Chosen on validation: {best['name']} (the one `make serve` serves), by the rule: {selection.RULE}.")
+    scratch = [r["name"] for r in runs if r["name"] not in candidates]
+    notes.append(f"Chosen on validation: {best['name']} (the one `make serve` serves), by the rule: {selection.RULE}"
+                 + (f"; among the runs built only from pretrained networks ({', '.join(scratch)}: trained from "
+                    "scratch, compared as baselines, never served: a network trained from scratch on one batch "
+                    "learns that batch)" if scratch else "") + ".")
     stressed = [r for r in runs if (r["dir"] / "stress.json").exists()]
     if stressed:
         figure_paths["Stress test (test split)"] = _stress_figure(stressed, fig_dir / "stress.png")
@@ -205,6 +269,10 @@ def compare(run_dirs: list[Path], out_dir: Path) -> Path:
     md += ["## Validation under shift (what chooses the served run)", "",
            "Balanced accuracy at each run's threshold / ROC AUC on the validation split under each condition; * the "
            "run was trained against a related (not the same) form of it.", "", _selection_table(runs)]
+    spread = _seed_spread(runs)
+    if spread:
+        md += ["## Seeds", "", "The same recipe trained with other seeds, on validation: how much of a difference "
+               "between runs the seed alone makes.", "", spread]
     if stressed:
         md += ["## Stress test", "", "Test split ROC AUC under acquisition-like changes applied before preprocessing "
                "(`cxr stress RUN`; full tables in each run's MODEL_CARD.md).", "", _stress_summary(stressed)]
@@ -215,6 +283,7 @@ def compare(run_dirs: list[Path], out_dir: Path) -> Path:
     (out_dir / "best_run.txt").write_text(str(best["dir"]) + "\n")
     write_json(out_dir / "comparison.json", [
         {"run": str(r["dir"]), "model": r["info"].model, "best_val_loss": r["best_val_loss"],
+         "from_scratch": r["scratch"], "candidate": r["name"] in candidates,
          "validation_selection": r["selection"],
          **{c: r["metrics"][c] for c in (*COLUMNS, "threshold", "predict_images_per_s")},
          "ci95": r["metrics"]["ci95"], "train_seconds": r["training"].train_seconds}

@@ -21,7 +21,9 @@ def setting(default, help: str, flag: str | None = None, **argparse_options):
 @dataclass
 class TrainConfig:
     # (The registry is not imported here: it imports Keras, which the ONNX path never loads.)
-    model: str = setting("cnn", "cnn, cnn_aug, cnn_seed, vgg16, vgg19, xception, vgg16_e2e (cxr.models.names())")
+    model: str = setting("cnn", "cnn, cnn_aug, cnn_seed (from scratch); vgg16, vgg19, xception, densenet121, "
+                         "mobilenetv2 (frozen ImageNet base); vgg16_e2e, densenet121_e2e, mobilenetv2_e2e (ImageNet, "
+                         "every layer fine-tuned)")
     data: str = setting("", "Kaggle-layout folder (default: $CXR_DATA or the shared data)", path=True)
     out: str = setting("", "new run folder, e.g. runs/cnn", path=True)
     split: str = setting("official", "official: keep the given test folder; pooled: re-split everything 70/15/15",
@@ -46,6 +48,10 @@ class TrainConfig:
                                 choices=("none", "balanced"))
     precision: str = setting("auto", "auto: mixed_bfloat16 where the CPU has bfloat16 instructions, else float32",
                              choices=PRECISIONS)
+    probe_first: bool = setting(False, "end-to-end models: first fit the head as a linear probe on the pretrained "
+                                "features, then fine-tune every layer (LP-FT)", flag="--probe-first")
+    ema: float = setting(0.0, "keep an exponential moving average of the weights with this momentum (e.g. 0.99); "
+                         "validation, checkpoints and the saved model use the average", metavar="MOMENTUM")
     fine_tune: int = setting(0, "transfer models: then unfreeze the last N conv layers and train on at a low rate",
                              metavar="N")
     fine_tune_epochs: int = setting(10, "epochs of fine-tuning (default 10)")

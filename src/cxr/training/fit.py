@@ -32,14 +32,17 @@ from cxr.training.callbacks import EpochSeeds, EpochTimer, ResumableEarlyStoppin
 from cxr.training.devices import distribution
 from cxr.training.features import cached_features
 from cxr.training.guards import with_guards
+from cxr.training.probe_head import fit_head_on_features
 
 log = logging.getLogger(__name__)
 MIN_DELTA = 1e-3  # smallest drop of validation loss that counts as an improvement for early stopping
 
 
-def compile_model(model: keras.Model, learning_rate: float, label_smoothing: float = 0.0) -> None:
+def compile_model(model: keras.Model, learning_rate: float, label_smoothing: float = 0.0, ema: float = 0.0) -> None:
+    """Adam on binary cross-entropy; `ema` > 0 also keeps an exponential moving average of the weights."""
     loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
-    model.compile(keras.optimizers.Adam(learning_rate), loss, metrics=["accuracy", keras.metrics.AUC(name="auc")])
+    optimizer = keras.optimizers.Adam(learning_rate, use_ema=ema > 0, ema_momentum=ema or 0.99)
+    model.compile(optimizer, loss, metrics=["accuracy", keras.metrics.AUC(name="auc")])
 
 
 def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, stage: str, epochs: int,
@@ -54,7 +57,7 @@ def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, sta
         truncate_history(run_dir / "history.csv", state["history_rows"])
     else:
         model = target
-        compile_model(model, learning_rate, cfg.label_smoothing)
+        compile_model(model, learning_rate, cfg.label_smoothing, cfg.ema)
     initial_epoch = state["epoch"] + 1 if resuming else 0
     # An epoch counts as better only when validation loss drops by MIN_DELTA: once the decaying learning
     # rate has settled the model, ever smaller gains would otherwise restart the patience count again and again.
@@ -65,11 +68,15 @@ def _fit(run_dir: Path, target: keras.Model, x, y, xv, yv, cfg: TrainConfig, sta
     best = keras.callbacks.ModelCheckpoint(
         best_path, monitor="val_loss", save_best_only=True,
         initial_value_threshold=state.get("best_saved", state["best"]) if resuming else None)
+    # With --ema, validation, checkpoints and early stopping see the averaged weights: swapped in at each epoch's
+    # end (before the callbacks after it) and out at the next one's start, which also holds for a resumed epoch.
+    averaged = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []
     callbacks = [
         EpochTimer(),
         EpochSeeds(cfg.seed),
         # A function of the epoch alone (unlike ReduceLROnPlateau), so a resumed run follows the same schedule.
         keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate * cfg.lr_decay ** epoch),
+        *averaged,
         best,
         early,
         keras.callbacks.CSVLogger(run_dir / "history.csv", append=resuming or stage != "fit"),
@@ -162,7 +169,11 @@ def _fit_stages(cfg: TrainConfig, run_dir: Path, state: dict | None, callbacks: 
         else:
             x, xv = train_part.images, val_part.images  # uint8: the model casts each batch (4x less memory)
             first = built.model
-        feature_seconds = time.perf_counter() - feature_started if built.frozen_base else 0.0
+        if cfg.probe_first and state is None:
+            if built.frozen_base:
+                raise UsageError(f"--probe-first is for end-to-end models; {cfg.model} trains its head only")
+            fit_head_on_features(built.model, x, train_part.labels, cfg.batch_size)
+        feature_seconds = time.perf_counter() - feature_started if built.frozen_base or cfg.probe_first else 0.0
 
         if state is None or state["stage"] == "fit":
             _fit(run_dir, first, x, train_part.labels, xv, val_part.labels, cfg, "fit", cfg.epochs,
