@@ -34,25 +34,31 @@ def test_the_miniature_demo_serves_the_run_it_chose(real_subset, tmp_path, monke
     from cxr.runs.folder import read_json
     from cxr.runs.info import RunInfo
 
-    for run in ("cnn", "cnn_aug", "vgg16", "vgg16_e2e", "robust"):
+    for run in ("cnn", "cnn_aug", "vgg16", "vgg16_e2e", "mobilenetv2_e2e", "robust"):
         assert set(read_json(runs / run / "stress_val.json")["perturbations"]) == set(CONDITIONS[1:]), run
     assert "| cnn | " in (report / "report.md").read_text() and "not run" in (report / "report.md").read_text()
-    served = [r for r in read_json(report / "comparison.json") if r["run"] == str(chosen)][0]
+    compared = {Path(r["run"]).name: r for r in read_json(report / "comparison.json")}
+    served = compared[chosen.name]
     assert set(served["validation_selection"]["by_condition"]) == set(CONDITIONS)
+    # Served: a run built only from pretrained networks, whatever the from-scratch CNNs scored; the report says so.
+    assert chosen.name in ("vgg16", "vgg16_e2e", "mobilenetv2_e2e", "robust") and served["from_scratch"] == []
+    assert [name for name, r in compared.items() if not r["candidate"]] == ["cnn", "cnn_aug"]
+    assert "never served" in (report / "report.md").read_text()
     # The served run's evidence audit, in its model card.
     evidence = read_json(chosen / "evidence.json")
     assert set(evidence["by_class"]) == {"NORMAL", "PNEUMONIA"} and len(evidence["grid"]) == 2
     assert "Where the evidence lies" in (chosen / "MODEL_CARD.md").read_text()
-    # The robust model averages the framing-augmented CNN (the seed's cnn_aug) and VGG16 fine-tuned end to
-    # end, and takes its threshold on the worst framing, as its members do; a model trained without framing
-    # augmentation, near chance on some framing at any threshold, keeps the screening rule.
+    # The robust model averages VGG16 and MobileNetV2, each fine-tuned end to end, and takes its threshold on the
+    # worst framing, as its members do; a model trained without framing augmentation, near chance on some
+    # framing at any threshold, keeps the screening rule.
     from cxr.evaluation.metrics import FRAMED_THRESHOLD_RULE, THRESHOLD_RULE
 
     robust = RunInfo.read(runs / "robust")
-    assert [m.run.resolve() for m in robust.members] == [(runs / "cnn_aug").resolve(), (runs / "vgg16_e2e").resolve()]
+    members = [(runs / name).resolve() for name in ("vgg16_e2e", "mobilenetv2_e2e")]
+    assert [m.run.resolve() for m in robust.members] == members
     card = (runs / "robust" / "MODEL_CARD.md").read_text()
-    assert "mean logit of: `cnn_aug` (48 px), `vgg16_e2e` (48 px)" in card
-    for run in ("cnn_aug", "vgg16_e2e", "robust"):
+    assert "mean logit of: `vgg16_e2e` (48 px), `mobilenetv2_e2e` (48 px)" in card
+    for run in ("cnn_aug", "vgg16_e2e", "mobilenetv2_e2e", "robust"):
         assert RunInfo.read(runs / run).threshold_rule == FRAMED_THRESHOLD_RULE, run
     for seed_run in ("cnn", "vgg16"):
         assert RunInfo.read(runs / seed_run).threshold_rule.startswith(THRESHOLD_RULE)

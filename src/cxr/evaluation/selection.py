@@ -21,6 +21,22 @@ RULE = ("highest worst-case balanced accuracy (mean of sensitivity and specifici
         "grain, resolution loss, JPEG re-compression); ties: highest worst-case ROC AUC")
 
 
+FROM_SCRATCH = frozenset({"cnn", "cnn_aug", "cnn_seed"})  # the registry's kinds without pretrained weights
+SERVED_ONLY_PRETRAINED = (
+    "only runs built from pretrained networks are served: a network trained from scratch on one batch learns that "
+    "batch (the from-scratch CNN passed every synthetic validation condition and lost half its specificity on "
+    "X-rays of another batch, where the fine-tuned ImageNet networks kept theirs)")
+
+
+def from_scratch_parts(info) -> list[str]:
+    """The kinds in a run (itself, or an ensemble's members) that start from random weights."""
+    from cxr.runs.info import RunInfo
+
+    if info.is_ensemble:
+        return [kind for m in info.members for kind in from_scratch_parts(RunInfo.read(m.run))]
+    return [info.model] if info.model in FROM_SCRATCH else []
+
+
 def has_conditions(stress_val: dict) -> bool:
     return all(name in stress_val["perturbations"] for name in CONDITIONS[1:])
 

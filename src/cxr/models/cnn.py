@@ -38,16 +38,16 @@ def seed_cnn(size: int, augment: bool = False, name: str = "cnn", first_stride: 
     )
 
 
-@register("cnn", pretrained=False)
+@register("cnn")
 def cnn(size: int = 128, **_) -> Built:
     return Built(seed_cnn(size, augment=False, name="cnn"))
 
 
-@register("cnn_aug", pretrained=False)
+@register("cnn_aug")
 def cnn_aug(size: int = 128, **_) -> Built:
     return Built(seed_cnn(size, augment=True, name="cnn_aug"))
 
 
-@register("cnn_seed", pretrained=False)
+@register("cnn_seed")
 def cnn_seed(size: int = 128, **_) -> Built:
     return Built(seed_cnn(size, augment=False, name="cnn_seed", first_stride=1))

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 import keras
 
 BUILDERS: dict[str, Callable[..., "Built"]] = {}
-FROM_SCRATCH: set[str] = set()  # kinds that start from random weights: the seed's baselines, never served
 
 
 @dataclass
@@ -21,11 +20,9 @@ class Built:
         return self.features is not None
 
 
-def register(name: str, pretrained: bool = True):
+def register(name: str):
     def add(builder):
         BUILDERS[name] = builder
-        if not pretrained:
-            FROM_SCRATCH.add(name)
         return builder
 
     return add

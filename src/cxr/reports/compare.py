@@ -35,7 +35,7 @@ def _load(run_dir: Path) -> dict:
         "name": run_dir.name,
         "dir": run_dir,
         "info": (info := RunInfo.read(run_dir)),
-        "scratch": from_scratch_parts(info),
+        "scratch": selection.from_scratch_parts(info),
         "metrics": read_json(run_dir / "metrics.json"),
         "training": TrainingRecord.read(run_dir),
         "history": history,
@@ -47,21 +47,10 @@ def _load(run_dir: Path) -> dict:
     }
 
 
-def from_scratch_parts(info: RunInfo) -> list[str]:
-    """The kinds in a run (itself, or an ensemble's members) that start from random weights."""
-    from cxr.models.registry import FROM_SCRATCH
-
-    if info.is_ensemble:
-        return [kind for m in info.members for kind in from_scratch_parts(RunInfo.read(m.run))]
-    return [info.model] if info.model in FROM_SCRATCH else []
-
-
 def _candidates(runs: list[dict], serve_from_scratch: bool) -> list[dict]:
     """The runs the served model may be chosen from: those built only from pretrained networks.
 
-    A network trained from scratch on one batch learns that batch: the from-scratch CNN passed every synthetic
-    validation family and lost half its specificity on X-rays of another batch, where pretrained networks kept
-    theirs (README, "Which model is served"). The seed's CNNs stay in the comparison as baselines.
+    (selection.SERVED_ONLY_PRETRAINED says why.) The seed's CNNs stay in the comparison as baselines.
     """
     if serve_from_scratch:
         return runs

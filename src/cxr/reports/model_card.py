@@ -39,6 +39,14 @@ def _members(info: RunInfo) -> list[str]:
     return [f"- {combined} of: {', '.join(seen)}"] if seen else []
 
 
+def _servable(info: RunInfo) -> str:
+    scratch = selection.from_scratch_parts(info)
+    if scratch:
+        return (f"- this run is a baseline, not a candidate to serve: {', '.join(f'`{k}`' for k in scratch)} "
+                "trained from scratch")
+    return "- this run is a candidate to serve: built only from pretrained networks"
+
+
 def write_model_card(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     info, training = RunInfo.read(run_dir), TrainingRecord.read(run_dir)
@@ -57,7 +65,8 @@ def write_model_card(run_dir: Path) -> Path:
              f"- trained against (augmentation): {', '.join(info.trained_against) or 'none of the validation shifts'}",
              f"- decision threshold {info.threshold:.3f}: {info.threshold_rule}",
              f"- temperature {info.temperature:.3f} (fitted on validation)",
-             f"- which run `cxr compare` serves: {selection.RULE}", ""]
+             f"- which run `cxr compare` serves: {selection.RULE}; {selection.SERVED_ONLY_PRETRAINED}",
+             _servable(info), ""]
     stress_val = run_dir / "stress_val.json"
     if stress_val.exists() and selection.has_conditions(read_json(stress_val)):
         scores = selection.robust_scores(read_json(stress_val), info.trained_against)

@@ -15,7 +15,10 @@ log = logging.getLogger(__name__)
 
 
 def _pooled(model: keras.Model) -> keras.layers.Layer:
-    return next(layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
+    pooled = [layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
+    if not pooled:
+        raise ValueError(f"{model.name}: no pooled features to fit a head on")
+    return pooled[-1]
 
 
 def fit_head_on_features(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int = 32) -> float:
