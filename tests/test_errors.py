@@ -29,3 +29,35 @@ def test_the_command_line_prints_one_line_and_exits_1(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"{tmp_path / 'no-such-run' / 'model.json'}: not found "
                                                   "(is this a cxr run folder?)"]
+
+
+def _without(module: str, *args: str):
+    """`cxr ARGS` in a new process where `module` cannot be imported, as on an install without its extra."""
+    import subprocess
+    import sys
+
+    script = (f"import sys; sys.modules[{module!r}] = None; from cxr.cli import main; "
+              f"sys.exit(main(['-q', *sys.argv[1:]]))")
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=600)
+
+
+def test_a_missing_optional_dependency_is_one_line_naming_what_to_install(trained_run, tmp_path):
+    import shutil
+
+    from conftest import FULLRES
+
+    run = shutil.copytree(trained_run, tmp_path / "run")  # the export would write into it
+    xray = str(FULLRES / "NORMAL" / "IM-0217-0001.jpeg")
+    dicom = tmp_path / "scan.dcm"
+    dicom.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
+    cases = {  # extra: (missing module, command)
+        "cluster": ("ray", ["predict", str(trained_run), xray, "--ray"]),
+        "onnx": ("tf2onnx", ["export", str(run)]),
+        "serve": ("uvicorn", ["serve", str(trained_run)]),
+        "dicom": ("pydicom", ["predict", str(trained_run), str(dicom)]),
+    }
+    for extra, (module, args) in cases.items():
+        result = _without(module, *args)
+        assert result.returncode != 0, extra
+        lines = result.stderr.strip().splitlines()
+        assert any(f"[{extra}]" in line for line in lines) and "Traceback" not in result.stderr, (extra, lines)

@@ -237,7 +237,7 @@ def cmd_serve(args) -> None:
 
         from cxr.serve.app import create_app
     except ImportError:
-        raise UsageError("serving needs the serve extra: pip install 'cxr[serve]'") from None
+        raise UsageError("serving needs the serve extra: pip install -e '.[serve]' in the cxr folder") from None
     app = create_app(args.run, engine=args.engine, precision=args.precision, max_upload=args.max_upload_mb * 2**20)
     print(f"serving {args.run} on http://{args.host}:{args.port}  (API docs: /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -16,7 +16,7 @@ def read_dicom(data: bytes) -> np.ndarray:
         # pydicom logs every failed decoder with a traceback; the one ImageError below says it all.
         logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     except ImportError:
-        raise ImageError("reading DICOM needs pydicom: pip install 'cxr[dicom]'") from None
+        raise ImageError("reading DICOM needs pydicom: pip install -e '.[dicom]' in the cxr folder") from None
     ds = None
     try:
         ds = pydicom.dcmread(io.BytesIO(data))

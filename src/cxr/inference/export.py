@@ -28,6 +28,7 @@ def export_onnx(run_dir: Path, force: bool = False) -> Path:
         with written_aside(out) as tmp:
             inference.export(str(tmp), format="onnx", verbose=False)
     except ImportError as exc:
-        raise RunError(f"ONNX export needs tf2onnx and onnx: pip install 'cxr[onnx]' ({exc})") from None
+        raise RunError(f"ONNX export needs tf2onnx and onnx: pip install -e '.[onnx]' in the cxr folder "
+                       f"({exc})") from None
     info.write_onnx(run_dir, onnx_sha256=file_sha256(out), weights_sha256=weights_sha256(model))
     return out

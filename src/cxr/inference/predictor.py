@@ -156,7 +156,7 @@ def _onnx_session(run_dir: Path, info: RunInfo):
     try:
         import onnxruntime as ort
     except ImportError:
-        raise RunError("the ONNX engine needs onnxruntime: pip install 'cxr[onnx]'") from None
+        raise RunError("the ONNX engine needs onnxruntime: pip install -e '.[onnx]' in the cxr folder") from None
     path = run_dir / ONNX_FILE
     if not path.exists():
         raise RunError(f"{path}: no exported model; run `cxr export {run_dir} --format onnx` first")

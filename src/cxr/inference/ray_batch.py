@@ -24,8 +24,10 @@ def start_ray(address: str | None = None) -> None:
     """Join the cluster at `address` (or $RAY_ADDRESS), else start a local Ray on this machine."""
     try:
         import ray
+        import ray.data
+        import ray.tune  # noqa: F401  (the cluster extra installs both; a sweep needs Tune)
     except ImportError:
-        raise UsageError("--ray needs the cluster extra: pip install 'cxr[cluster]'") from None
+        raise UsageError("--ray needs the cluster extra: pip install -e '.[cluster]' in the cxr folder") from None
     if not ray.is_initialized():
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local Ray for one command: no token to manage
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
@@ -77,9 +79,9 @@ def ray_batches(run_dir: Path, files: list[Path], preprocessing: Preprocessing, 
     """(rows, skipped) per batch, in input order, like cxr.inference.batch.predict_batches."""
     import json
 
+    start_ray(address)  # before `import ray`: without it, one line naming the extra to install
     import ray
 
-    start_ray(address)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows come back in the order of the inputs
     context.enable_progress_bars = False

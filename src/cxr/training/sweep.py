@@ -61,18 +61,18 @@ def _trial(config: dict) -> None:
 
 
 def run_sweep(config_path: Path, out: Path, address: str | None = None) -> Path:
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
     from cxr.data.layout import default_data_dir
     from cxr.inference.ray_batch import start_ray
 
     base, grid, settings = read_sweep(config_path)
+    start_ray(address)  # before `import ray`: without it, one line naming the extra to install
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
     base.setdefault("data", str(default_data_dir()))
     out = Path(out).resolve()
     (out / "trials").mkdir(parents=True, exist_ok=True)
     (out / "sweep.toml").write_text(Path(config_path).read_text())
-    start_ray(address)
     cpus = int(settings["cpus_per_trial"])
     trainable = tune.with_resources(_trial, {"cpu": cpus})
     epochs = int(base.get("epochs", TrainConfig.epochs))
