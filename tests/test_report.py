@@ -17,6 +17,8 @@ def test_compare_writes_markdown_and_self_contained_html(trained_run, tmp_path):
     first, second = tmp_path / "cnn", tmp_path / "cnn_copy"
     for copy in (first, second):
         shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns("stress*.json"))
+    config = json.loads((second / "config.json").read_text())
+    (second / "config.json").write_text(json.dumps({**config, "seed": config["seed"] + 1}))  # as if another seed
     out = tmp_path / "report"
     # Only runs built from pretrained networks are served, unless the user asks for a from-scratch one.
     refused = run_cxr("compare", first, second, "--out", out)
@@ -45,3 +47,8 @@ def test_compare_writes_markdown_and_self_contained_html(trained_run, tmp_path):
     assert (first / "MODEL_CARD.md").is_file() and (first / "stress_val.json").is_file()
     rows = json.loads((out / "comparison.json").read_text())
     assert [r["model"] for r in rows] == ["cnn", "cnn"]
+    # The same recipe with two seeds: the report gives their spread on validation.
+    report = (out / "report.md").read_text()
+    seeds = report[report.index("## Seeds"):].splitlines()[6]
+    worst = sorted(r["validation_selection"]["worst_balanced_accuracy"] for r in rows)
+    assert seeds.startswith("| cnn, cnn_copy | 2 | ") and f"{worst[0]:.3f}-{worst[1]:.3f}" in seeds
