@@ -40,9 +40,12 @@ def test_map_of_a_pneumonia_call_peaks_on_the_blob(saturated_cnn):
     found = HiResCam(saturated_cnn).explain(x[y == 1])
     assert found.probs.min() > 0.9, "the model did not learn the synthetic task"
     assert not found.blank.any() and np.all(found.explained == 1)
-    peaks = [np.unravel_index(np.argmax(h), h.shape) for h in found.heatmaps]
-    distances = [np.hypot(r - PNEUMONIA_BLOB[0], c - PNEUMONIA_BLOB[1]) for r, c in peaks]
-    assert np.median(distances) < 20  # the blob is 24 px across, the image 128
+    # Most of each map lies on the blob: within 24 px of its centre, 11% of the image. (Where its single peak
+    # falls moves by a grid cell, about 11 px, from one CPU's arithmetic to another's; the mass does not.)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    near = np.hypot(yy - PNEUMONIA_BLOB[0], xx - PNEUMONIA_BLOB[1]) < 2 * RADIUS
+    shares = [h[near].sum() / h.sum() for h in found.heatmaps]
+    assert np.median(shares) > 0.5 and near.mean() < 0.12, shares
 
 
 def test_a_normal_call_gets_a_map_of_the_evidence_for_normal(saturated_cnn):
