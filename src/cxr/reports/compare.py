@@ -245,9 +245,8 @@ def compare(run_dirs: list[Path], out_dir: Path, serve_from_scratch: bool = Fals
                      f"{r['selection']['worst_unseen_balanced_accuracy']:.3f}" for r in runs) + ".")
     scratch = [r["name"] for r in runs if r["name"] not in candidates]
     notes.append(f"Chosen on validation: {best['name']} (the one `make serve` serves), by the rule: {selection.RULE}"
-                 + (f"; among the runs built only from pretrained networks ({', '.join(scratch)}: trained from "
-                    "scratch, compared as baselines, never served: a network trained from scratch on one batch "
-                    "learns that batch)" if scratch else "") + ".")
+                 + (f"; {selection.SERVED_ONLY_PRETRAINED} ({', '.join(scratch)}: trained from scratch, compared "
+                    "as baselines, never served)" if scratch else "") + ".")
     stressed = [r for r in runs if (r["dir"] / "stress.json").exists()]
     if stressed:
         figure_paths["Stress test (test split)"] = _stress_figure(stressed, fig_dir / "stress.png")

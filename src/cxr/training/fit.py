@@ -163,6 +163,8 @@ def _fit_stages(cfg: TrainConfig, run_dir: Path, state: dict | None, callbacks: 
             if value != "none" and built.frozen_base:
                 raise UsageError(f"--{flag} {value} changes the images each epoch; {cfg.model} trains on "
                                  "features computed once from a frozen base")
+        if cfg.probe_first and built.frozen_base:  # refused before minutes of feature computation, not after
+            raise UsageError(f"--probe-first is for end-to-end models; {cfg.model} trains its head only")
         if built.frozen_base:  # the frozen base gives the same features every epoch: compute them once
             x, xv = (cached_features(built, part.images, cfg) for part in (train_part, val_part))
             first = built.head
@@ -170,8 +172,6 @@ def _fit_stages(cfg: TrainConfig, run_dir: Path, state: dict | None, callbacks: 
             x, xv = train_part.images, val_part.images  # uint8: the model casts each batch (4x less memory)
             first = built.model
         if cfg.probe_first and state is None:
-            if built.frozen_base:
-                raise UsageError(f"--probe-first is for end-to-end models; {cfg.model} trains its head only")
             fit_head_on_features(built.model, x, train_part.labels, cfg.batch_size)
         feature_seconds = time.perf_counter() - feature_started if built.frozen_base or cfg.probe_first else 0.0
 
