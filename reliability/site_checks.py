@@ -51,7 +51,7 @@ def check(work: Path) -> dict:
     held = split.part("val") + split.part("test")
     loaded = predictor.load([r.path for r in held])
     label_of = {r.path: r.label for r in held}
-    pool = Batch(predictor, loaded.images, loaded.paths, [label_of[p] for p in loaded.paths])
+    pool = Batch.measured(predictor, loaded.images, loaded.paths, [label_of[p] for p in loaded.paths])
     threshold, prevalence = predictor.threshold, float(np.mean([r.label for r in split.part("train")]))
     patients = sorted(set(pool.groups))
     verdicts = []
@@ -79,7 +79,7 @@ def check(work: Path) -> dict:
             paths = list(non_xrays())
         else:
             images, paths = _changed(predictor, test, changes[name]), [r.path for r in test]
-        result = compare_batches(reference, Batch(predictor, images, paths), threshold, prevalence,
+        result = compare_batches(reference, Batch.measured(predictor, images, paths), threshold, prevalence,
                                  float(reference.flagged.mean()))
         shifted[name] = {"verdict": result["verdict"], "why": result["why"],
                          "domain_classifier_auc": round(result["feature_shift"]["domain_classifier_auc"], 3),

@@ -8,25 +8,25 @@ import numpy as np
 import pytest
 
 from conftest import FULLRES, run_cxr, write_image
-from cxr.evaluation.site_check import STATISTICS, Batch, compare_batches, estimated_accuracy
+from cxr.evaluation.accuracy_estimate import Condition, atc, estimate
+from cxr.evaluation.shift_tests import STATISTICS
+from cxr.evaluation.site_check import Batch, compare_batches
 from cxr.inference.feature_guard import FeatureGuard
 
 
 def _batch(n, shift=0.0, seed=0, labels=True, flagged=0.0, dims=12) -> Batch:
     """A batch of `n` synthetic X-rays: features, calibrated probabilities that follow the labels, statistics."""
     rng = np.random.default_rng(seed)
-    batch = Batch.__new__(Batch)
     y = rng.integers(0, 2, n)
-    batch.labels = y if labels else None
-    batch.paths = [f"person{seed}_{i}_bacteria_1.jpeg" for i in range(n)]
-    batch.groups = [f"p{seed}-{i}" for i in range(n)]
-    batch.penultimate = rng.normal(shift, 1.0, (n, dims)) + y[:, None] * 0.5
-    batch.features = np.concatenate([batch.penultimate, rng.normal(shift, 1.0, (n, dims))], axis=1)
+    penultimate = rng.normal(shift, 1.0, (n, dims)) + y[:, None] * 0.5
     logits = 2.5 * (2 * y - 1) + rng.normal(0, 1.5, n)
-    batch.probs = 1 / (1 + np.exp(-logits))
-    batch.flagged = rng.random(n) < flagged
-    batch.statistics = {name: rng.normal(100 + 10 * shift, 10, n) for name in STATISTICS}
-    return batch
+    return Batch(paths=[f"person{seed}_{i}_bacteria_1.jpeg" for i in range(n)],
+                 groups=[f"p{seed}-{i}" for i in range(n)], labels=y if labels else None,
+                 probs=1 / (1 + np.exp(-logits)), penultimate=penultimate,
+                 features=np.concatenate([penultimate, rng.normal(shift, 1.0, (n, dims))], axis=1),
+                 flagged=rng.random(n) < flagged,
+                 statistics={name: rng.normal(100 + 10 * shift, 10, n) for name in STATISTICS},
+                 population=rng.normal(shift, 1.0, (n, dims)))
 
 
 def _check(candidate, reference=None):
@@ -58,7 +58,34 @@ def test_atc_follows_accuracy_when_the_model_grows_less_sure():
     reference = _batch(600, seed=6)
     unsure = _batch(600, seed=7)
     unsure.probs = 1 / (1 + np.exp(-np.log(unsure.probs / (1 - unsure.probs)) * 0.4))  # margins shrink
-    assert estimated_accuracy(reference, unsure, 0.5) < estimated_accuracy(reference, _batch(600, seed=8), 0.5)
+    sure = _batch(600, seed=8)
+    assert atc(reference.probs, reference.labels, unsure.probs, 0.5) < atc(reference.probs, reference.labels,
+                                                                          sure.probs, 0.5)
+
+
+def _condition(name, accuracy, agreement, n=3000, seed=0, atc_value=None):
+    """A labelled condition whose model is right on `accuracy` of the X-rays and agrees with the second opinion
+    on `agreement` of them."""
+    rng = np.random.default_rng(seed)
+    return Condition(name, rng.random(n) < accuracy, rng.random(n) < agreement,
+                     accuracy if atc_value is None else atc_value)
+
+
+def test_the_agreement_line_reads_accuracy_off_agreement_and_the_lower_estimate_leads():
+    # Validation's families: accuracy falls with agreement on a line; ATC over-confident by 0.05 throughout.
+    pairs = [(0.95, 0.93), (0.92, 0.89), (0.88, 0.84), (0.85, 0.80), (0.80, 0.74), (0.90, 0.87)]
+    conditions = [_condition(f"family {i}", acc, agree, seed=i, atc_value=acc + 0.05)
+                  for i, (acc, agree) in enumerate(pairs)]
+    folder_agree = np.random.default_rng(9).random(600) < 0.82  # between the families: accuracy about 0.86
+    result = estimate(conditions, folder_agree, folder_atc=0.93)
+    assert abs(result["methods"]["agreement"]["estimate"] - 0.86) < 0.03
+    assert result["lead"] == "agreement" and result["estimated_accuracy"] < 0.9
+    assert "disagree" in result["note"]
+    low, high = result["interval"]
+    assert low < result["estimated_accuracy"] < high and high - low < 0.15
+    # Checked family by family without the family: each row's estimate is near its measured accuracy.
+    assert all(abs(r["agreement"] - r["measured"]) < 0.04 for r in result["validation"])
+    assert {r["condition"] for r in result["validation"]} == {c.name for c in conditions}
 
 
 def test_false_alarms_stay_rare_on_batches_of_the_same_distribution():
@@ -78,9 +105,30 @@ def test_feature_guard_flags_about_one_percent_of_validation_and_far_points():
     train = {"penultimate": rng.normal(0, 1, (2000, 16)), "intermediate": rng.normal(0, 1, (2000, 8))}
     val = {"penultimate": rng.normal(0, 1, (1000, 16)), "intermediate": rng.normal(0, 1, (1000, 8))}
     guard = FeatureGuard.fit(train, val)
-    assert guard.flags(guard.score(val)).mean() == pytest.approx(0.005, abs=0.002)
+    assert guard.flags(guard.score(val)).mean() == pytest.approx(0.01, abs=0.002)
     far = {"penultimate": rng.normal(0, 1, (100, 16)), "intermediate": rng.normal(4, 1, (100, 8))}
     assert guard.flags(guard.score(far)).mean() > 0.9  # one block alone is enough
+    assert not guard.population  # fitted without the frozen network's block: the model's two
+
+
+def test_the_population_block_flags_what_the_models_features_cannot_tell_apart():
+    """Another population that the model's own features place among the training X-rays (a fine-tuned network
+    keeps what separates its classes), but that a frozen network sees as different."""
+    rng = np.random.default_rng(1)
+
+    def blocks(n, population_shift=0.0):
+        return {"penultimate": rng.normal(0, 1, (n, 16)), "intermediate": rng.normal(0, 1, (n, 8)),
+                "population": rng.normal(0, 1, (n, 40)) + population_shift * (np.arange(40) % 2)}
+
+    train, val, adults = blocks(2000), blocks(1000), blocks(200, population_shift=3.0)
+    with_population = FeatureGuard.fit(train, val)
+    model_only = FeatureGuard.fit({k: train[k] for k in ("penultimate", "intermediate")},
+                                  {k: val[k] for k in ("penultimate", "intermediate")})
+    assert with_population.population
+    assert with_population.flags(with_population.score(val)).mean() <= 0.011
+    assert with_population.flags(with_population.score(adults)).mean() > 0.9
+    assert model_only.flags(model_only.score(adults)).mean() < 0.05
+
 
 
 @pytest.mark.integration

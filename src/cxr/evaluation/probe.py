@@ -12,8 +12,11 @@ FEATURES = ("p1", "p5", "border_mean", "border_std", "mean", "std")  # the other
 WARN_ABOVE = 0.65
 
 
+GLOBAL_STATISTICS = ("p1", "p5", "border_mean", "border_std", "mean", "std")  # the columns of global_statistics
+
+
 def global_statistics(images: np.ndarray) -> np.ndarray:
-    """(n, 6) statistics of (n, size, size[, 1]) uint8 images."""
+    """(n, 6) statistics of (n, size, size[, 1]) uint8 images, in the order of GLOBAL_STATISTICS."""
     import cv2
 
     frame = np.ones((AT_PX, AT_PX), bool)

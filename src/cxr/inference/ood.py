@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr.files import written_aside
+from cxr.inference.mahalanobis import distance, fit_distance
 
 GUARD_FILE = "ood.npz"
 CUTOFF_QUANTILE = 0.999
@@ -49,12 +50,29 @@ def _description(thumbs, texture, pca_mean, pca_components) -> np.ndarray:
     return np.column_stack([z, np.log(residual + 1e-6), texture])
 
 
-class Guard:
-    """Scores (higher = less like the training X-rays) and flags for preprocessed (n, size, size) images."""
+class StoredGuard:
+    """A guard's parameters and cut-off, stored as one .npz in the run folder; higher scores = less like the
+    training X-rays, flagged above the cut-off."""
 
     def __init__(self, params: dict):
         self.params = {k: np.asarray(v) for k, v in params.items()}
         self.cutoff = float(self.params["cutoff"])
+
+    def flags(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores) > self.cutoff
+
+    def save(self, path: Path) -> None:
+        with written_aside(path) as tmp:
+            np.savez(tmp, **self.params)
+
+    @classmethod
+    def load(cls, path: Path):
+        with np.load(path, allow_pickle=False) as stored:
+            return cls(dict(stored))
+
+
+class Guard(StoredGuard):
+    """Scores (higher = less like the training X-rays) and flags for preprocessed (n, size, size) images."""
 
     def _describe(self, images: np.ndarray) -> np.ndarray:
         return _description(*_thumbnails_and_texture(images), self.params["pca_mean"], self.params["pca_components"])
@@ -63,36 +81,21 @@ class Guard:
         if len(images) == 0:
             return np.zeros(0, np.float32)
         p = self.params
-        d = (self._describe(images) - p["scale_mean"]) / p["scale_std"] - p["location"]
-        squared = np.einsum("ij,jk,ik->i", d, p["precision"], d)
-        return np.sqrt(np.maximum(squared, 0) / d.shape[1]).astype(np.float32)
-
-    def flags(self, scores: np.ndarray) -> np.ndarray:
-        return np.asarray(scores) > self.cutoff
+        fitted = {"mean": p["scale_mean"], "std": p["scale_std"], "location": p["location"],
+                  "precision": p["precision"]}
+        return distance(fitted, self._describe(images)).astype(np.float32)
 
     @classmethod
     def fit(cls, train_images: np.ndarray, val_images: np.ndarray) -> "Guard":
-        from sklearn.covariance import LedoitWolf
         from sklearn.decomposition import PCA
 
         thumbs, texture = _thumbnails_and_texture(train_images)
         pca = PCA(min(COMPONENTS, len(thumbs) - 1), random_state=0).fit(thumbs)
-        described = _description(thumbs, texture, pca.mean_, pca.components_)
-        mean, std = described.mean(axis=0), described.std(axis=0) + 1e-6
-        covariance = LedoitWolf().fit((described - mean) / std)
-        params = {"pca_mean": pca.mean_, "pca_components": pca.components_, "scale_mean": mean, "scale_std": std,
-                  "location": covariance.location_, "precision": covariance.precision_}
+        fitted = fit_distance(_description(thumbs, texture, pca.mean_, pca.components_))
+        params = {"pca_mean": pca.mean_, "pca_components": pca.components_, "scale_mean": fitted["mean"],
+                  "scale_std": fitted["std"], "location": fitted["location"], "precision": fitted["precision"]}
         cutoff = np.quantile(cls({**params, "cutoff": np.inf}).score(val_images), CUTOFF_QUANTILE)
         return cls({**params, "cutoff": cutoff})
-
-    def save(self, path: Path) -> None:
-        with written_aside(path) as tmp:
-            np.savez(tmp, **self.params)
-
-    @classmethod
-    def load(cls, path: Path) -> "Guard":
-        with np.load(path, allow_pickle=False) as stored:
-            return cls(dict(stored))
 
 
 def load_for_run(run_dir: Path | None) -> "Guard | None":

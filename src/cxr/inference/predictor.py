@@ -97,11 +97,13 @@ class Predictor:
         scores = self.guard.score(images)
         return scores, self.guard.flags(scores)
 
-    def feature_out_of_distribution(self, images: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(scores, flags) of the run's feature guard; (None, None) without one (an older run, the ONNX engine)."""
+    def feature_out_of_distribution(self, images: np.ndarray, features: dict | None = None
+                                    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(scores, flags) of the run's feature guard; (None, None) without one (an older run, the ONNX engine).
+        `features`: self.features(images), where the caller has them already."""
         if self.feature_guard is None:
             return None, None
-        scores = self.feature_guard.score(self.features(images))
+        scores = self.feature_guard.score(self.features(images) if features is None else features)
         return scores, self.feature_guard.flags(scores)
 
     def members(self) -> list:
@@ -114,12 +116,18 @@ class Predictor:
         return self._members
 
     def features(self, images: np.ndarray) -> dict:
-        """The model's features of preprocessed images (cxr.inference.features): penultimate and intermediate."""
+        """The feature guard's blocks for preprocessed images: the model's penultimate and intermediate features
+        (cxr.inference.features), and the frozen network's (cxr.inference.population) where the guard reads them."""
         if self._features is None:
             from cxr.inference.features import FeatureExtractor
 
             self._features = FeatureExtractor(self.members(), self.size)
-        return self._features(images)
+        blocks = self._features(images)
+        if self.feature_guard is not None and self.feature_guard.population:
+            from cxr.inference.population import population_features
+
+            blocks.update(population_features()(images))
+        return blocks
 
     def load(self, paths, use_cache: bool = True, progress: bool = False) -> LoadedImages:
         """Files -> preprocessed images (through the decode cache), bad files reported and skipped."""
