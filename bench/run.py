@@ -213,6 +213,13 @@ def main():
     if "demo" not in skip:
         print("make demo ...", flush=True)
         results["demo"] = bench_demo()
+        from flops import demo_limits
+
+        from cxr.inference.precision import cpu_has_bf16
+
+        non_training = sum(s for step, s in results["demo"]["steps_s"].items() if not step.startswith("train "))
+        results["demo"]["share_not_training"] = round(non_training / results["demo"]["wall_s"], 3)
+        results["demo"]["limits"] = demo_limits(results["demo"], ROOT / "runs" / "demo", cpu_has_bf16())
     # The peer's runs bracket cxr's training, inference and decoding measurements (half before, half after):
     # this VM slows under minutes of sustained load, and whichever side ran first would get the faster minutes.
     peer = {False: [], True: []}  # by bf16

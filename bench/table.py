@@ -76,8 +76,11 @@ def format_table(r: dict) -> str:
         lines.append(row(f"make demo wall time (s){earlier}", r["demo"]["wall_s"]))
         lines.append(row(f"make demo peak RSS (MB){earlier}", r["demo"].get("peak_rss_mb",
                                                                              r["demo"].get("peak_rss_gb", 0) * 1024)))
+        limits = r["demo"].get("limits", {}).get("steps", {})
         for step, seconds in r["demo"].get("steps_s", {}).items():
-            lines.append(row(f"make demo step: {step} (s){earlier}", seconds))
+            share = limits.get(step, {}).get("share_of_float32_peak")
+            at = f", {limits[step]['gflop_per_s']:.1f} GFLOP/s = {share:.0%} of the float32 peak" if share else ""
+            lines.append(row(f"make demo step: {step} (s{at}){earlier}", seconds))
     if "ray_predict" in r:
         rp = r["ray_predict"]
         for name in ("local", "ray_1_worker", "ray_2_workers"):

@@ -1,4 +1,7 @@
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +9,16 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cxr.testing import CHEST_XRAY, FULLRES, real_subset_of, run_cxr  # noqa: F401  (tests import them from here)
+from cxr.testing import CHEST_XRAY, FULLRES, ROOT, real_subset_of, run_cxr  # noqa: F401  (tests import them here)
+
+# The longest tests first: with two workers, a long test started last leaves the other worker idle.
+LONGEST_FIRST = ("test_demo.py", "test_round_trip.py", "test_robust_fine_tuning.py", "test_pipeline.py",
+                 "test_devices.py", "test_sweep.py", "test_errors.py", "test_ray.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a file stays
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +78,38 @@ def trained_run(real_subset, tmp_path_factory) -> Path:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test: n=" in result.stdout
     return run
+
+
+def _shared_folder(tmp_path_factory, name: str) -> Path:
+    """A folder every worker of this test session sees (beside the workers' own temporary folders)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory) -> Path:
+    """`make demo`'s own steps in miniature (one epoch, 48 px) on a small real subset, run once for the whole
+    session: the first worker to ask runs it, the others wait. DEMO/runs holds its runs, DEMO/report its
+    report, DEMO/output.txt what it printed. Read-only: a test that writes copies what it needs."""
+    from filelock import FileLock
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    if not (CHEST_XRAY / "train").is_dir():
+        pytest.skip(f"real data not found at {CHEST_XRAY}")
+    demo = _shared_folder(tmp_path_factory, "demo")
+    with FileLock(f"{demo}.lock"):
+        if not (demo / "exit_code").exists():
+            shutil.rmtree(demo, ignore_errors=True)
+            data = real_subset_of(demo / "subset", per_class=60)
+            runs, report = demo / "runs", demo / "report"
+            result = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "demo-steps",
+                                     f"CXR={sys.executable} -m cxr.cli", f"RUNS={runs}", f"REPORT={report}",
+                                     "DEMO_FLAGS=--epochs 1 --size 48"],
+                                    capture_output=True, text=True, timeout=1500,
+                                    env={**os.environ, "CXR_DATA": str(data)})
+            (demo / "output.txt").write_text(result.stdout + result.stderr)
+            (demo / "exit_code").write_text(str(result.returncode))
+    if (demo / "exit_code").read_text() != "0":
+        pytest.fail("the miniature demo failed:\n" + (demo / "output.txt").read_text()[-4000:])
+    return demo

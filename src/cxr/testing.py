@@ -34,6 +34,21 @@ def run_cxr(*args, env=None, timeout=1800, quiet=True, cwd=None) -> subprocess.C
     return result
 
 
+def run_cxr_commands(*commands: list, env=None, timeout=1800) -> tuple[list[int], subprocess.CompletedProcess]:
+    """Several `cxr` commands one after another in one new process, as a user's script would run them: each
+    reads what it needs from disk, only the imports are shared. (exit code of each command run, the process);
+    the commands after a crash do not run."""
+    script = ("import json, sys\nfrom cxr.cli import main\ncodes = []\n"
+              "for command in json.loads(sys.argv[1]):\n    codes.append(main(['-q', *command]))\n"
+              "    print('cxr-exit-codes', json.dumps(codes), flush=True)\n")
+    result = subprocess.run([sys.executable, "-c", script, json.dumps([[str(a) for a in c] for c in commands])],
+                            capture_output=True, timeout=timeout, env=env)
+    result.stdout = result.stdout.decode("utf-8", "surrogateescape")
+    result.stderr = result.stderr.decode("utf-8", "surrogateescape")
+    marks = [line for line in result.stdout.splitlines() if line.startswith("cxr-exit-codes ")]
+    return (json.loads(marks[-1].split(" ", 1)[1]) if marks else []), result
+
+
 def real_subset_of(root: Path, per_class: int, start: int = 0) -> Path:
     """A Kaggle-layout folder (train/ only) of links to `per_class` shared training X-rays of each class."""
     for cls in ("NORMAL", "PNEUMONIA"):
@@ -169,18 +184,24 @@ def use_run(run: Path, work: Path, env=None, files: list[Path] = FILES, labelled
     work.mkdir(parents=True, exist_ok=True)
     steps = {}
     metrics = work / "metrics.json"
-    _check(run_cxr("evaluate", run, "--data", labelled, "--out", metrics, env=env), "cxr evaluate")
-    steps["evaluate"] = f"n={json.loads(metrics.read_text())['n']}"
     keras_out, onnx_out, ray_out = work / "keras.json", work / "onnx.json", work / "ray.json"
-    _check(run_cxr("predict", run, *files, "--precision", "float32", "--format", "json", "--out", keras_out,
-                   env=env), "cxr predict")
+    # Loaded from disk by each command, in one new process as a user's script runs them (a process each costs
+    # a TensorFlow start and a model load); ONNX, Ray and the service get processes of their own.
+    commands = {"cxr evaluate": ["evaluate", run, "--data", labelled, "--out", metrics],
+                "cxr predict": ["predict", run, *files, "--precision", "float32", "--format", "json", "--out",
+                                keras_out],
+                "cxr export": ["export", run, "--force"],
+                "cxr stress": ["stress", run, "--images", 20, "--changes", "borders_cropped_10%"]}
+    codes, result = run_cxr_commands(*commands.values(), env=env)
+    for (what, _), code in zip(commands.items(), codes + [None] * (len(commands) - len(codes))):
+        if code != 0:
+            raise AssertionError(f"{what} failed (exit {code}):\n{result.stderr[-3000:]}")
+    steps["evaluate"] = f"n={json.loads(metrics.read_text())['n']}"
     expected = _probabilities(keras_out)
     steps["predict"] = f"{len(expected)} files"
-    _check(run_cxr("export", run, "--force", env=env), "cxr export")
     _check(run_cxr("predict", run, *files, "--engine", "onnx", "--format", "json", "--out", onnx_out, env=env),
            "cxr predict --engine onnx")
     steps["onnx"] = _agree("onnx", _probabilities(onnx_out), expected)
-    _check(run_cxr("stress", run, "--images", 20, "--changes", "borders_cropped_10%", env=env), "cxr stress")
     stressed = json.loads((run / "stress.json").read_text())
     steps["stress"] = f"AUC change {stressed['perturbations']['borders_cropped_10%']['roc_auc_change']:+.3f}"
     _check(run_cxr("predict", run, *files, "--ray", "--workers", 1, "--precision", "float32", "--format", "json",

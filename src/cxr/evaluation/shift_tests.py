@@ -40,13 +40,12 @@ def domain_classifier(a: np.ndarray, b: np.ndarray, groups_a: list, groups_b: li
     x = np.concatenate(reduced(a, b))
     y = np.r_[np.zeros(len(a)), np.ones(len(b))].astype(int)
     groups = np.array([f"a{g}" for g in groups_a] + [f"b{g}" for g in groups_b])
-    folds = min(5, int(np.bincount(y).min()))
+    splitter = StratifiedGroupKFold(min(5, int(np.bincount(y).min())), shuffle=True, random_state=seed)
+    folds = list(splitter.split(x, y, groups))  # once: the shuffles keep the partition by patient
     model = LogisticRegression(max_iter=2000, C=0.1)
 
     def auc(labels):
-        cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
-        return roc_auc_score(labels, cross_val_predict(model, x, labels, groups=groups, method="predict_proba",
-                                                       cv=cv)[:, 1])
+        return roc_auc_score(labels, cross_val_predict(model, x, labels, method="predict_proba", cv=folds)[:, 1])
 
     observed = auc(y)
     rng = np.random.default_rng(seed)

@@ -89,7 +89,7 @@ def create_app(run_dir: Path, engine: str = "keras", precision: str = "auto",
 
     @app.post("/api/predict")
     def predict(file: UploadFile = File(..., description="a chest X-ray: JPEG, PNG or DICOM"),
-                explain: bool = Query(False, description="add a Grad-CAM heatmap (PNG, base64)")):
+                explain: bool = Query(False, description="add an evidence map (HiResCAM, PNG, base64)")):
         data = file.file.read(max_upload + 1)
         if len(data) > max_upload:
             raise HTTPException(413, f"upload is over the {max_upload // 2**20} MB limit")

@@ -1,0 +1,123 @@
+"""How close each step of `make demo` runs to the machine's limit: its floating-point work, its achieved rate and
+the measured matmul peak of this CPU.
+
+FLOPs are counted from the Keras models (2 per multiply-add of every convolution, depthwise convolution and
+dense layer; normalisation and activations left out, so the counts are lower bounds), and multiplied by what
+each step runs:
+
+- `train RUN`: forward and backward (3 x forward) per training image per epoch, validation's three views
+  (unchanged and two framings) once per epoch, and one forward pass over training and validation for the
+  guards; a frozen base's features once per image instead of every epoch;
+- `ensemble RUN`: its members forward over training (guards), validation and test;
+- `stress RUNS`: each run forward over both sides (or the sampled images), once per condition;
+- `evidence RUN`: forward and backward over validation; `site-check RUN`: forward over validation, the test
+  side and 400 validation X-rays under each of seven families.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+VIEWS = 3  # validation views per epoch: unchanged and two framings
+FAMILIES, FAMILY_IMAGES = 7, 400  # the site check's validation conditions
+
+
+def forward_flops(model) -> float:
+    """FLOPs of one image through `model` (nested models included)."""
+    import keras
+
+    total = 0.0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.Model) or not getattr(layer, "built", False):
+            continue
+        try:
+            out = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        name = type(layer).__name__
+        if name == "Conv2D":
+            k = layer.kernel.shape  # (kh, kw, cin / groups, cout)
+            total += 2 * out[1] * out[2] * k[0] * k[1] * k[2] * k[3]
+        elif name == "DepthwiseConv2D":
+            k = layer.kernel.shape  # (kh, kw, cin, multiplier)
+            total += 2 * out[1] * out[2] * k[0] * k[1] * k[2] * k[3]
+        elif name == "Dense":
+            total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+    return float(total)
+
+
+def _run_forward(run: Path) -> float:
+    from cxr.runs.folder import load_run
+
+    model, info = load_run(run)
+    if info.is_ensemble:
+        return sum(_run_forward(m.run) for m in info.members)
+    return forward_flops(model)
+
+
+def _images(run: Path) -> dict:
+    return json.loads((run / "training.json").read_text())["images"]
+
+
+def step_flops(step: str, runs: Path) -> float | None:
+    """FLOPs of one demo step by its name ('train cnn', 'stress cnn vgg16', ...); None where no model runs."""
+    words = step.split()
+    command, names = words[0], words[1:]
+    if command == "train":
+        run = runs / names[0]
+        record = json.loads((run / "training.json").read_text())
+        n, forward = record["images"], _run_forward(run)
+        if record.get("feature_seconds"):  # a frozen base: features once, the head is negligible beside it
+            return forward * (n["train"] + n["val"] * VIEWS + n["train"] + n["val"])
+        return forward * (record["epochs_run"] * (3 * n["train"] + VIEWS * n["val"]) + n["train"] + n["val"])
+    if command == "ensemble":
+        n = _images(runs / names[0])
+        return _run_forward(runs / names[0]) * (n["train"] + 2 * n["val"] + n["test"])
+    if command == "stress":
+        total = 0.0
+        for name in names:
+            stressed = json.loads((runs / name / "stress.json").read_text())
+            conditions = 1 + len(stressed["perturbations"])
+            total += _run_forward(runs / name) * conditions * 2 * stressed["images"]
+        return total
+    if command == "evidence":
+        return 3 * _run_forward(runs / names[0]) * _images(runs / names[0])["val"]
+    if command == "site-check":
+        n = _images(runs / names[0])
+        return _run_forward(runs / names[0]) * (n["val"] + n["test"] + FAMILIES * FAMILY_IMAGES)
+    return None
+
+
+def matmul_peak(dtype: str = "float32", size: int = 2048, repeats: int = 5) -> float:
+    """The best GFLOP/s of a size x size matrix product in TensorFlow on this CPU."""
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size), dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    product = tf.function(lambda x: tf.linalg.matmul(x, x))
+    product(a).numpy()
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product(a).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+def demo_limits(demo: dict, runs: Path, bfloat16: bool) -> dict:
+    """Per step: FLOPs, achieved GFLOP/s, and that as a share of the float32 (and bfloat16) matmul peak."""
+    peaks = {"float32": matmul_peak("float32")}
+    if bfloat16:
+        peaks["bfloat16"] = matmul_peak("bfloat16")
+    steps = {}
+    for step, seconds in demo["steps_s"].items():
+        flops = step_flops(step, runs)
+        if flops is None or not seconds:
+            steps[step] = {"flops": None}
+            continue
+        rate = flops / seconds / 1e9
+        steps[step] = {"flops": flops, "gflop_per_s": round(rate, 2),
+                       **{f"share_of_{k}_peak": round(rate / v, 4) for k, v in peaks.items()}}
+    return {"peak_gflop_per_s": {k: round(v, 1) for k, v in peaks.items()}, "steps": steps}
