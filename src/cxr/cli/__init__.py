@@ -107,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--threshold", type=float, help=OWN_THRESHOLD)
     _engine(pr)
     _precision(pr)
-    pr.add_argument("--explain", type=Path, metavar="OUT_DIR", help="write an evidence map (HiResCAM) PNG per image here")
+    pr.add_argument("--explain", type=Path, metavar="OUT_DIR", help="write an evidence map PNG per image here")
     pr.add_argument("--ray", action="store_true",
                     help="decode and score on Ray (a local Ray on this machine unless --ray-address is given)")
     pr.add_argument("--ray-address", help="join this Ray cluster, e.g. ray://head:10001 (default: $RAY_ADDRESS)")
