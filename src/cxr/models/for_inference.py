@@ -37,5 +37,8 @@ def inference_model(model, size: int, logits: bool):
 
     inference = keras.models.clone_model(model, clone_function=for_inference, recursive=True)
     inference.set_weights(model.get_weights())
-    inference.predict(np.zeros((1, size, size, 1), np.float32), verbose=0)  # export needs a called model
+    # Export needs a called model. A plain call, not predict(): every predict() traces a function of its own, and
+    # a process that loads several runs (stress, compare, an ensemble's members) drew TensorFlow's warning about
+    # retracing.
+    inference(np.zeros((1, size, size, 1), np.float32), training=False)
     return inference

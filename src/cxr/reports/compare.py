@@ -235,18 +235,7 @@ def compare(run_dirs: list[Path], out_dir: Path, serve_from_scratch: bool = Fals
         scores[r["name"]] = r["selection"] = selection.robust_scores(_validation_stress(r["dir"]),
                                                                      r["info"].trained_against)
     best = next(r for r in runs if r["name"] == selection.choose({name: scores[name] for name in candidates}))
-    notes = [f"{r['name']}: {r['training'].split_note}; {r['info'].weights_note or 'trained from scratch'}"
-             for r in runs]
-    notes.append(f"Validation, worst case over the {len(selection.CONDITIONS)} conditions of the rule (balanced "
-                 "accuracy at the run's threshold, on which condition / ROC AUC / balanced accuracy on the families "
-                 "it was not trained against in any form): " + ", ".join(
-                     f"{r['name']} {r['selection']['worst_balanced_accuracy']:.3f} "
-                     f"({r['selection']['worst_condition']}) / {r['selection']['worst_roc_auc']:.3f} / "
-                     f"{r['selection']['worst_unseen_balanced_accuracy']:.3f}" for r in runs) + ".")
-    scratch = [r["name"] for r in runs if r["name"] not in candidates]
-    notes.append(f"Chosen on validation: {best['name']} (the one `make serve` serves), by the rule: {selection.RULE}"
-                 + (f"; {selection.SERVED_ONLY_PRETRAINED} ({', '.join(scratch)}: trained from scratch, compared "
-                    "as baselines, never served)" if scratch else "") + ".")
+    notes = _notes(runs, best, candidates)
     stressed = [r for r in runs if (r["dir"] / "stress.json").exists()]
     if stressed:
         figure_paths["Stress test (test split)"] = _stress_figure(stressed, fig_dir / "stress.png")
@@ -278,3 +267,20 @@ def compare(run_dirs: list[Path], out_dir: Path, serve_from_scratch: bool = Fals
         for r in runs
     ])
     return out_dir / "report.html"
+
+
+def _notes(runs: list[dict], best: dict, candidates: set) -> list[str]:
+    """The report's notes: each run's data and weights, the validation worst cases, and which run is served."""
+    notes = [f"{r['name']}: {r['training'].split_note}; {r['info'].weights_note or 'trained from scratch'}"
+             for r in runs]
+    notes.append(f"Validation, worst case over the {len(selection.CONDITIONS)} conditions of the rule (balanced "
+                 "accuracy at the run's threshold, on which condition / ROC AUC / balanced accuracy on the families "
+                 "it was not trained against in any form): " + ", ".join(
+                     f"{r['name']} {r['selection']['worst_balanced_accuracy']:.3f} "
+                     f"({r['selection']['worst_condition']}) / {r['selection']['worst_roc_auc']:.3f} / "
+                     f"{r['selection']['worst_unseen_balanced_accuracy']:.3f}" for r in runs) + ".")
+    scratch = [r["name"] for r in runs if r["name"] not in candidates]
+    notes.append(f"Chosen on validation: {best['name']} (the one `make serve` serves), by the rule: {selection.RULE}"
+                 + (f"; {selection.SERVED_ONLY_PRETRAINED} ({', '.join(scratch)}: trained from scratch, compared "
+                    "as baselines, never served)" if scratch else "") + ".")
+    return notes

@@ -47,41 +47,40 @@ def _servable(info: RunInfo) -> str:
     return "- this run is a candidate to serve: built only from pretrained networks"
 
 
-def write_model_card(run_dir: Path) -> Path:
-    run_dir = Path(run_dir)
-    info, training = RunInfo.read(run_dir), TrainingRecord.read(run_dir)
-    metrics = read_json(run_dir / "metrics.json")
+def _model_section(info: RunInfo, training: TrainingRecord) -> list[str]:
     prep = info.preprocessing
     parameters = "" if info.parameters is None else (f", {info.parameters:,} parameters "
                                                      f"({info.trainable_parameters or 0:,} trainable)")
-    lines = [f"# Model card: {run_dir.name} ({info.model})", "", "## Intended use", "", INTENDED_USE, "",
-             "## Data", "", f"- {training.split_note}", f"- images per side: {training.images}",
-             f"- skipped unreadable files: {len(training.skipped)}", "",
-             "## Model and preprocessing", "",
-             f"- architecture: `{info.model}`{parameters}; weights: {info.weights_note or 'trained from scratch'}",
-             f"- input: {prep.size} x {prep.size} grayscale; resize `{prep.resize}`, intensity "
-             f"`{prep.intensity}`, border `{prep.border}` (stored in model.json, applied by every path)",
-             *_members(info),
-             f"- trained against (augmentation): {', '.join(info.trained_against) or 'none of the validation shifts'}",
-             f"- decision threshold {info.threshold:.3f}: {info.threshold_rule}",
-             f"- temperature {info.temperature:.3f} (fitted on validation)",
-             f"- which run `cxr compare` serves: {selection.RULE}; {selection.SERVED_ONLY_PRETRAINED}",
-             _servable(info), ""]
-    stress_val = run_dir / "stress_val.json"
-    if stress_val.exists() and selection.has_conditions(read_json(stress_val)):
-        scores = selection.robust_scores(read_json(stress_val), info.trained_against)
-        lines += ["## Validation under framing and acquisition changes (what the choices above look at)", "",
-                  "Each condition applied to every validation X-ray; \"trained against\": the run saw a related "
-                  "(not the same) form of it as training augmentation.", "",
-                  "| condition | ROC AUC | sensitivity | specificity | balanced accuracy | trained against |",
-                  "|---|---|---|---|---|---|",
-                  *(f"| {name} | {s['roc_auc']:.3f} | {s['sensitivity']:.3f} | {s['specificity']:.3f} "
-                    f"| {s['balanced_accuracy']:.3f} | {'yes' if s['seen_in_training'] else 'no'} |"
-                    for name, s in scores["by_condition"].items()),
-                  "", f"Worst condition: {scores['worst_condition']} (balanced accuracy "
-                  f"{scores['worst_balanced_accuracy']:.3f}).", ""]
-    lines += [
-             f"## Metrics on {metrics['data']} (n = {metrics['n']}, 95% intervals resampling "
+    return ["## Data", "", f"- {training.split_note}", f"- images per side: {training.images}",
+            f"- skipped unreadable files: {len(training.skipped)}", "",
+            "## Model and preprocessing", "",
+            f"- architecture: `{info.model}`{parameters}; weights: {info.weights_note or 'trained from scratch'}",
+            f"- input: {prep.size} x {prep.size} grayscale; resize `{prep.resize}`, intensity "
+            f"`{prep.intensity}`, border `{prep.border}` (stored in model.json, applied by every path)",
+            *_members(info),
+            f"- trained against (augmentation): {', '.join(info.trained_against) or 'none of the validation shifts'}",
+            f"- decision threshold {info.threshold:.3f}: {info.threshold_rule}",
+            f"- temperature {info.temperature:.3f} (fitted on validation)",
+            f"- which run `cxr compare` serves: {selection.RULE}; {selection.SERVED_ONLY_PRETRAINED}",
+            _servable(info), ""]
+
+
+def _validation_section(stress_val: dict, info: RunInfo) -> list[str]:
+    scores = selection.robust_scores(stress_val, info.trained_against)
+    return ["## Validation under framing and acquisition changes (what the choices above look at)", "",
+            "Each condition applied to every validation X-ray; \"trained against\": the run saw a related "
+            "(not the same) form of it as training augmentation.", "",
+            "| condition | ROC AUC | sensitivity | specificity | balanced accuracy | trained against |",
+            "|---|---|---|---|---|---|",
+            *(f"| {name} | {s['roc_auc']:.3f} | {s['sensitivity']:.3f} | {s['specificity']:.3f} "
+              f"| {s['balanced_accuracy']:.3f} | {'yes' if s['seen_in_training'] else 'no'} |"
+              for name, s in scores["by_condition"].items()),
+            "", f"Worst condition: {scores['worst_condition']} (balanced accuracy "
+            f"{scores['worst_balanced_accuracy']:.3f}).", ""]
+
+
+def _metrics_section(metrics: dict) -> list[str]:
+    lines = [f"## Metrics on {metrics['data']} (n = {metrics['n']}, 95% intervals resampling "
              f"{metrics.get('ci95_resamples', 'images')})", "",
              "| accuracy | sensitivity | specificity | F1 | ROC AUC |", "|---|---|---|---|---|",
              "| " + " | ".join(fmt_ci(metrics, m) for m in ("accuracy", "sensitivity", "specificity", "f1", "roc_auc"))
@@ -89,25 +88,40 @@ def write_model_card(run_dir: Path) -> Path:
     if "calibration" in metrics:
         c = metrics["calibration"]
         lines += [f"Calibration on this split: Brier {c['brier']:.3f}, ECE {c['ece']:.3f}.", ""]
-    stress_file = run_dir / "stress.json"
-    if stress_file.exists():
-        from cxr.evaluation.stress import stress_table
+    return lines
 
-        stress = read_json(stress_file)
-        lines += ["## Stress test (acquisition-like changes before preprocessing, test split)", "",
-                  stress_table(stress),
-                  f"Shortcut probe on this model's input: ROC AUC {stress['shortcut_probe_auc']:.3f} (0.5: no cue).",
-                  ""]
-    evidence_file = run_dir / "evidence.json"
-    if evidence_file.exists():
-        from cxr.evaluation.evidence import evidence_table
 
-        evidence = read_json(evidence_file)
-        lines += ["## Where the evidence lies (`cxr evidence`, validation split)", "",
-                  f"Share of each evidence map's positive weight, by true class ({evidence['method']}, grid "
-                  f"{evidence['grid'][0]} x {evidence['grid'][1]}; lung box found on "
-                  f"{evidence['lung_box_found']:.0%} of the X-rays, the whole image inside the border elsewhere):",
-                  "", evidence_table(evidence)]
+def _stress_section(stress: dict) -> list[str]:
+    from cxr.evaluation.stress import stress_table
+
+    return ["## Stress test (acquisition-like changes before preprocessing, test split)", "", stress_table(stress),
+            f"Shortcut probe on this model's input: ROC AUC {stress['shortcut_probe_auc']:.3f} (0.5: no cue).", ""]
+
+
+def _evidence_section(evidence: dict) -> list[str]:
+    from cxr.evaluation.evidence import evidence_table
+
+    return ["## Where the evidence lies (`cxr evidence`, validation split)", "",
+            f"Share of each evidence map's positive weight, by true class ({evidence['method']}, grid "
+            f"{evidence['grid'][0]} x {evidence['grid'][1]}; lung box found on "
+            f"{evidence['lung_box_found']:.0%} of the X-rays, the whole image inside the border elsewhere):",
+            "", evidence_table(evidence)]
+
+
+def write_model_card(run_dir: Path) -> Path:
+    """RUN/MODEL_CARD.md from what the run holds: each section where its result file exists."""
+    run_dir = Path(run_dir)
+    info, training = RunInfo.read(run_dir), TrainingRecord.read(run_dir)
+    lines = [f"# Model card: {run_dir.name} ({info.model})", "", "## Intended use", "", INTENDED_USE, "",
+             *_model_section(info, training)]
+    stress_val = run_dir / "stress_val.json"
+    if stress_val.exists() and selection.has_conditions(read_json(stress_val)):
+        lines += _validation_section(read_json(stress_val), info)
+    lines += _metrics_section(read_json(run_dir / "metrics.json"))
+    if (run_dir / "stress.json").exists():
+        lines += _stress_section(read_json(run_dir / "stress.json"))
+    if (run_dir / "evidence.json").exists():
+        lines += _evidence_section(read_json(run_dir / "evidence.json"))
     lines += ["## Limitations", "", *(f"- {item}" for item in LIMITATIONS), ""]
     path = run_dir / "MODEL_CARD.md"
     path.write_text("\n".join(lines))
