@@ -68,48 +68,86 @@ def make_layout(root: Path, splits=("train", "val"), per_class=6, patients_per_c
     return root
 
 
-@pytest.fixture(scope="session")
-def trained_run(real_subset, tmp_path_factory) -> Path:
-    """A small cnn run trained for real on the real subset (64 px, 3 epochs), with non-default preprocessing
-    so that every path downstream (evaluate, predict, serve, ONNX) has to honour the stored contract."""
-    run = tmp_path_factory.mktemp("runs") / "cnn"
-    result = run_cxr("train", "--model", "cnn", "--data", real_subset, "--out", run, "--epochs", 3, "--size", 64,
-                     "--split", "pooled", "--seed", 3, "--intensity", "exact", "--border", "frame")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "test: n=" in result.stdout
-    return run
-
-
 def _shared_folder(tmp_path_factory, name: str) -> Path:
     """A folder every worker of this test session sees (beside the workers' own temporary folders)."""
     base = tmp_path_factory.getbasetemp()
     return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
 
 
+def _built_once(tmp_path_factory, name: str, build):
+    """`build(folder)` run once for the whole session: the first worker to ask runs it, the others wait. The folder
+    is then read-only for every test and worker: its files lose their write permission (which root ignores), and
+    each worker checks at its end that no file in it was added, changed or removed."""
+    from filelock import FileLock
+
+    folder = _shared_folder(tmp_path_factory, name)
+    done = folder.with_name(f"{name}.done")
+    with FileLock(f"{folder}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            build(folder)
+            for path in folder.rglob("*"):
+                if not path.is_symlink():
+                    path.chmod(0o555 if path.is_dir() else 0o444)
+            done.touch()
+    before = _snapshot(folder)
+    yield folder
+    changed = sorted(set(before.items()) ^ set(_snapshot(folder).items()))
+    assert not changed, f"a test wrote into the shared read-only {folder} (copy it with writable_copy): {changed}"
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+def writable_copy(shared: Path, to: Path, **copytree_options) -> Path:
+    """A copy of a shared read-only run (or folder of runs) that a test may write into."""
+    shutil.copytree(shared, to, copy_function=shutil.copyfile, **copytree_options)
+    for folder in (to, *(p for p in to.rglob("*") if p.is_dir() and not p.is_symlink())):
+        folder.chmod(0o755)
+    return to
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A small cnn run trained for real on a small real subset (64 px, 3 epochs), with non-default preprocessing
+    so that every path downstream (evaluate, predict, serve, ONNX) has to honour the stored contract. Shared by
+    every test and worker, read-only: a test that writes into a run copies it (writable_copy)."""
+    if not (CHEST_XRAY / "train").is_dir():
+        pytest.skip(f"real data not found at {CHEST_XRAY}")
+
+    def train(folder: Path) -> None:
+        data = real_subset_of(folder / "subset", per_class=60)
+        result = run_cxr("train", "--model", "cnn", "--data", data, "--out", folder / "cnn", "--epochs", 3,
+                         "--size", 64, "--split", "pooled", "--seed", 3, "--intensity", "exact", "--border", "frame")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "test: n=" in result.stdout
+
+    yield from (folder / "cnn" for folder in _built_once(tmp_path_factory, "trained", train))
+
+
 @pytest.fixture(scope="session")
 def demo_runs(tmp_path_factory) -> Path:
     """`make demo`'s own steps in miniature (one epoch, 48 px) on a small real subset, run once for the whole
-    session: the first worker to ask runs it, the others wait. DEMO/runs holds its runs, DEMO/report its
-    report, DEMO/output.txt what it printed. Read-only: a test that writes copies what it needs."""
-    from filelock import FileLock
-
+    session and read-only (see trained_run). DEMO/runs holds its runs, DEMO/report its report, DEMO/output.txt
+    what it printed."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     if not (CHEST_XRAY / "train").is_dir():
         pytest.skip(f"real data not found at {CHEST_XRAY}")
-    demo = _shared_folder(tmp_path_factory, "demo")
-    with FileLock(f"{demo}.lock"):
-        if not (demo / "exit_code").exists():
-            shutil.rmtree(demo, ignore_errors=True)
-            data = real_subset_of(demo / "subset", per_class=60)
-            runs, report = demo / "runs", demo / "report"
-            result = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "demo-steps",
-                                     f"CXR={sys.executable} -m cxr.cli", f"RUNS={runs}", f"REPORT={report}",
-                                     "DEMO_FLAGS=--epochs 1 --size 48"],
-                                    capture_output=True, text=True, timeout=1500,
-                                    env={**os.environ, "CXR_DATA": str(data)})
-            (demo / "output.txt").write_text(result.stdout + result.stderr)
-            (demo / "exit_code").write_text(str(result.returncode))
-    if (demo / "exit_code").read_text() != "0":
-        pytest.fail("the miniature demo failed:\n" + (demo / "output.txt").read_text()[-4000:])
-    return demo
+
+    def demo(folder: Path) -> None:
+        data = real_subset_of(folder / "subset", per_class=60)
+        result = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "demo-steps",
+                                 f"CXR={sys.executable} -m cxr.cli", f"RUNS={folder / 'runs'}",
+                                 f"REPORT={folder / 'report'}", "DEMO_FLAGS=--epochs 1 --size 48"],
+                                capture_output=True, text=True, timeout=1500, env={**os.environ, "CXR_DATA": str(data)})
+        (folder / "output.txt").write_text(result.stdout + result.stderr)
+        (folder / "exit_code").write_text(str(result.returncode))
+
+    for folder in _built_once(tmp_path_factory, "demo", demo):
+        if (folder / "exit_code").read_text() != "0":
+            pytest.fail("the miniature demo failed:\n" + (folder / "output.txt").read_text()[-4000:])
+        yield folder

@@ -1,13 +1,12 @@
 """The shortcut probe, `cxr audit` and `cxr stress`: synthetic cues for logic, a small real subset for commands."""
 
 import json
-import shutil
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from conftest import run_cxr
+from conftest import run_cxr, writable_copy
 from cxr.evaluation.probe import shortcut_probe
 from cxr.evaluation.stress import PERTURBATIONS, _sample
 
@@ -61,16 +60,17 @@ def test_audit_on_real_xrays_flags_the_raw_cue(real_subset, tmp_path):
 
 
 @pytest.mark.integration
-def test_stress_writes_every_perturbation_for_the_run(trained_run):
-    result = run_cxr("stress", trained_run)
+def test_stress_writes_every_perturbation_for_the_run(trained_run, tmp_path):
+    run = writable_copy(trained_run, tmp_path / "run")  # the shared run stays as trained
+    result = run_cxr("stress", run)
     assert result.returncode == 0, result.stderr[-2000:]
-    stress = json.loads((trained_run / "stress.json").read_text())
+    stress = json.loads((run / "stress.json").read_text())
     assert set(stress["perturbations"]) == set(PERTURBATIONS)
     for p in stress["perturbations"].values():
         assert p["kind"] in ("photometric", "geometric", "acquisition") and 0 <= p["accuracy"] <= 1
         assert set(p) >= {"roc_auc", "accuracy", "sensitivity", "specificity"}
     assert 0 <= stress["shortcut_probe_auc"] <= 1 and "baseline" in stress
-    assert (trained_run / "figures" / "stress.png").stat().st_size > 5000
+    assert (run / "figures" / "stress.png").stat().st_size > 5000
     assert "width_shrunk_25%" in result.stdout
     # The burned-in text probe: among NORMAL X-rays called NORMAL, how many annotations turn into PNEUMONIA.
     probe = stress["text_probe"]
@@ -88,19 +88,16 @@ def test_a_stress_sample_keeps_the_class_balance_and_is_repeatable():
 
 @pytest.mark.integration
 def test_stress_of_several_runs_writes_both_sides_for_each(trained_run, tmp_path):
-    twin = tmp_path / "twin"
-    shutil.copytree(trained_run, twin)
-    for name in ("stress.json", "stress_val.json"):
-        (twin / name).unlink(missing_ok=True)
-    result = run_cxr("stress", "--images", 12, "--precision", "float32", trained_run, twin)
+    one, twin = (writable_copy(trained_run, tmp_path / name) for name in ("one", "twin"))
+    result = run_cxr("stress", "--images", 12, "--precision", "float32", one, twin)
     assert result.returncode == 0, result.stderr[-2000:]
-    for run in (trained_run, twin):
+    for run in (one, twin):
         for name, side in (("stress.json", "test"), ("stress_val.json", "val")):
             stress = json.loads((run / name).read_text())
             assert stress["side"] == side and stress["sampled"] and stress["images"] <= 12
     # The same model on the same sampled images: the same figures.
     assert json.loads((twin / "stress.json").read_text())["perturbations"] == \
-        json.loads((trained_run / "stress.json").read_text())["perturbations"]
+        json.loads((one / "stress.json").read_text())["perturbations"]
 
 
 @pytest.mark.integration
@@ -108,13 +105,12 @@ def test_runs_sharing_split_and_preprocessing_decode_each_side_once(trained_run,
     import cxr.evaluation.stress as stress
     from cxr.inference.predictor import Predictor
 
-    twin = tmp_path / "twin"
-    shutil.copytree(trained_run, twin)
+    one, twin = (writable_copy(trained_run, tmp_path / name) for name in ("one", "twin"))
     decoded, read = [], stress.read_grayscale
     monkeypatch.setattr(stress, "read_grayscale", lambda data, size: decoded.append(1) or read(data, size))
     monkeypatch.setattr(stress, "_LAST_INPUTS", {})
     sides = {}
-    for run in (trained_run, twin):  # as `cxr stress RUN RUN` does: test, then validation, run after run
+    for run in (one, twin):  # as `cxr stress RUN RUN` does: test, then validation, run after run
         predictor = Predictor(run, precision="float32")
         for side in ("test", "val"):
             sides[side] = stress.stress_run(run, side=side, predictor=predictor, images=8)["images"]

@@ -1,12 +1,13 @@
 """`make demo` in miniature: the Makefile's own demo steps on a small real subset (one epoch, 48 px), then
 the run it chose is served and answers a prediction. Whatever the demo chooses must be servable."""
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
-from conftest import FULLRES
+from conftest import FULLRES, run_cxr
 from cxr.testing import Server
 
 pytestmark = pytest.mark.integration
@@ -56,6 +57,11 @@ def test_the_miniature_demo_serves_the_run_it_chose(demo_runs):
         assert RunInfo.read(runs / run).threshold_rule == FRAMED_THRESHOLD_RULE, run
     for seed_run in ("cnn", "vgg16"):
         assert RunInfo.read(runs / seed_run).threshold_rule.startswith(THRESHOLD_RULE)
-    with Server(chosen) as server:
-        answer = server.predict(FULLRES / "NORMAL" / "IM-0217-0001.jpeg")
-    assert 0.0 <= answer["probability"] <= 1.0 and answer["label"] in ("NORMAL", "PNEUMONIA")
+    # Served, it answers as the command line does with the run's own threshold, in float32 on both sides.
+    xray = FULLRES / "NORMAL" / "IM-0217-0001.jpeg"
+    with Server(chosen, "--precision", "float32") as server:
+        answer = server.predict(xray)
+    predicted = json.loads(run_cxr("predict", chosen, xray, "--precision", "float32", "--format", "json").stdout)
+    assert answer["probability"] == pytest.approx(predicted[0]["probability"], abs=1e-4)
+    threshold = RunInfo.read(chosen).threshold
+    assert answer["label"] == ("PNEUMONIA" if answer["probability"] >= threshold else "NORMAL") == predicted[0]["label"]

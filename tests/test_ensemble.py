@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import FULLRES, run_cxr
+from conftest import FULLRES, run_cxr, writable_copy
 from cxr.runs.info import RunInfo
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def test_a_run_averaged_with_itself_predicts_like_the_run(trained_run, tmp_path)
 
 
 def test_ensemble_with_test_time_augmentation_predicts_and_explains_after_its_runs_move(trained_run, tmp_path):
-    shutil.copytree(trained_run, tmp_path / "made" / "runs" / "member")
+    writable_copy(trained_run, tmp_path / "made" / "runs" / "member")
     made = run_cxr("ensemble", "runs/member", "runs/member", "--out", "runs/tta", cwd=tmp_path / "made")
     assert made.returncode == 0, made.stderr[-2000:]
     shutil.move(tmp_path / "made" / "runs", tmp_path / "runs")  # the runs folder moves; the ensemble finds its
@@ -53,7 +53,7 @@ def test_ensemble_with_test_time_augmentation_predicts_and_explains_after_its_ru
 def test_members_with_different_preprocessing_are_refused(trained_run, tmp_path, field, value):
     """Another intensity step, or a size that is no whole fraction of the largest (48 beside 64)."""
     other = tmp_path / "other"
-    shutil.copytree(trained_run, other)
+    writable_copy(trained_run, other)
     info = json.loads((other / "model.json").read_text())
     info["preprocessing"][field] = value
     (other / "model.json").write_text(json.dumps(info))

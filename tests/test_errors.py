@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from conftest import writable_copy
 from cxr.errors import CxrError, DataError, RunError, UsageError
 from cxr.testing import run_cxr
 
@@ -42,11 +43,10 @@ def _without(module: str, *args: str):
 
 
 def test_a_missing_optional_dependency_is_one_line_naming_what_to_install(trained_run, tmp_path):
-    import shutil
 
     from conftest import FULLRES
 
-    run = shutil.copytree(trained_run, tmp_path / "run")  # the export would write into it
+    run = writable_copy(trained_run, tmp_path / "run")  # the export would write into it
     xray = str(FULLRES / "NORMAL" / "IM-0217-0001.jpeg")
     dicom = tmp_path / "scan.dcm"
     dicom.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)

@@ -9,6 +9,7 @@ from cxr.evaluation.metrics import (
     choose_threshold_worst_framing,
     expected_calibration_error,
     full_report,
+    weighted_metrics,
 )
 from cxr.inference.temperature import apply_temperature, fit_temperature
 
@@ -109,6 +110,24 @@ def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_data():
         lo, hi = ci_large[name]
         assert lo <= point[name] <= hi
         assert hi - lo < ci_small[name][1] - ci_small[name][0]
+
+
+def test_a_weighted_resample_scores_as_the_images_repeated_that_many_times():
+    """The bootstrap scores resamples as counts per image; each must equal scikit-learn on the repeated images,
+    ties among the probabilities included."""
+    rng = np.random.default_rng(2)
+    labels = rng.random(60) < 0.6
+    for decimals in (1, 6):  # many ties, then almost none
+        probs = np.round(rng.random(60), decimals)
+        counts = rng.integers(0, 3, (25, 60))
+        counts[0, labels] = 0  # a resample that drew no pneumonia: skipped by the bootstrap
+        weighted = weighted_metrics(labels, probs, 0.5, counts)
+        assert all(np.isnan(values[0]) for values in weighted.values())
+        for row, count in enumerate(counts[1:], start=1):
+            repeated = np.repeat(np.arange(60), count)
+            expected = binary_metrics(labels[repeated], probs[repeated], 0.5)
+            for name, values in weighted.items():
+                assert values[row] == pytest.approx(expected[name], nan_ok=True), (decimals, row, name)
 
 
 def test_full_report_has_every_field_users_read():

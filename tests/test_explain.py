@@ -87,11 +87,19 @@ def test_maps_work_through_a_nested_frozen_base():
 
 @pytest.mark.parametrize("name", ["cnn_aug", "xception", "densenet121", "mobilenetv2_e2e"])
 def test_every_model_type_gets_a_map(name):
+    """Each architecture's map explains the probability the model gives, and each image either gets a map with
+    weight somewhere or is marked blank with the caption that says so, never a silent zero map."""
+    keras.utils.set_random_seed(0)
     size = 80
     model = build(name, size, pretrained=False).model
     x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 1)).astype(np.float32)
     found = HiResCam(model).explain(x)
-    assert found.heatmaps.shape == (2, size, size) and found.probs.shape == (2,)
+    assert found.heatmaps.shape == (2, size, size)
+    np.testing.assert_allclose(found.probs, model.predict(x, verbose=0).reshape(-1), rtol=1e-4, atol=1e-5)
+    for i in range(2):
+        assert found.blank[i] == (found.heatmaps[i].max() == 0), i
+        assert found.blank[i] or found.heatmaps[i].max() == pytest.approx(1.0), i  # scaled to its peak
+        assert found.caption(i).startswith("no positive evidence") == bool(found.blank[i]), i
 
 
 # The size each kind is trained at in the demo (vgg16_e2e: 64 px, densenet121_e2e: 96 px), and the default

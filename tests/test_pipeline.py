@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import FULLRES, run_cxr
 from cxr.runs.info import RunInfo
@@ -30,8 +31,11 @@ def test_train_evaluate_and_figures_on_real_xrays(trained_run, real_subset, tmp_
     for name in ("config.json", "split.csv", "history.csv", "model.keras", "model.json", "summary.txt",
                  "training.json", "metrics.json", "predictions.csv"):
         assert (run / name).is_file(), name
-    for name in ("samples", "training_curves", "confusion_matrix", "roc"):
-        assert (run / "figures" / f"{name}.png").stat().st_size > 5000, name
+    for name in ("samples", "training_curves", "confusion_matrix", "roc"):  # drawn figures, not blank canvases
+        with Image.open(run / "figures" / f"{name}.png") as figure:
+            pixels = np.asarray(figure.convert("L"))
+        assert min(pixels.shape) >= 300 and np.mean(pixels < 128) > 0.005, name
+        assert len(np.unique(pixels)) > 20, name  # text, axes and data, not one flat colour
     assert not (run / "checkpoints").exists()
 
     metrics = json.loads((run / "metrics.json").read_text())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FULLRES, run_cxr
+from conftest import FULLRES, run_cxr, writable_copy
 from cxr.inference.batch import SKIPPED_EXIT_CODE
 from cxr.inference.predictor import Predictor
 from cxr.runs.info import RunInfo
@@ -74,33 +74,34 @@ def test_explain_writes_a_map_png_per_image(trained_run, tmp_path):
 
 
 def test_onnx_export_agrees_with_keras_on_real_xrays(trained_run, tmp_path):
-    result = run_cxr("export", trained_run, "--format", "onnx")
+    run = writable_copy(trained_run, tmp_path / "run")  # the shared run stays as trained
+    result = run_cxr("export", run, "--format", "onnx")
     assert result.returncode == 0, result.stderr[-2000:]
-    meta = json.loads((trained_run / "model.onnx.json").read_text())  # what another program reads
+    meta = json.loads((run / "model.onnx.json").read_text())  # what another program reads
     for key in ("size", "preprocessing", "classes", "threshold", "weights_sha256", "cxr_version", "weights_note"):
         assert key in meta
-    assert RunInfo.read_onnx(trained_run) == RunInfo.read(trained_run)  # a view of the same facts
-    keras_rows = rows_of(run_cxr("predict", trained_run, FULLRES, "--precision", "float32").stdout)
-    onnx_rows = rows_of(run_cxr("predict", trained_run, FULLRES, "--engine", "onnx").stdout)
+    assert RunInfo.read_onnx(run) == RunInfo.read(run)  # a view of the same facts
+    keras_rows = rows_of(run_cxr("predict", run, FULLRES, "--precision", "float32").stdout)
+    onnx_rows = rows_of(run_cxr("predict", run, FULLRES, "--engine", "onnx").stdout)
     assert len(keras_rows) == len(onnx_rows) == 40
     for k, o in zip(keras_rows, onnx_rows):
         assert k["path"] == o["path"]
         assert abs(float(k["probability"]) - float(o["probability"])) < 1e-4
     # The ONNX path starts fast: it never imports TensorFlow or Keras.
     one = FULLRES / "NORMAL" / "IM-0217-0001.jpeg"
-    code = (f"import sys; from cxr.cli import main; main(['-q', 'predict', {str(trained_run)!r}, {str(one)!r}, "
+    code = (f"import sys; from cxr.cli import main; main(['-q', 'predict', {str(run)!r}, {str(one)!r}, "
             "'--engine', 'onnx']); sys.exit(int('tensorflow' in sys.modules or 'keras' in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
-    again = run_cxr("export", trained_run)
+    again = run_cxr("export", run)
     assert again.returncode != 0 and "already exists" in again.stderr
 
     # A changed ONNX file no longer matches its metadata and is refused.
-    with open(trained_run / "model.onnx", "ab") as f:
+    with open(run / "model.onnx", "ab") as f:
         f.write(b"\0")
-    tampered = run_cxr("predict", trained_run, FULLRES / "NORMAL", "--engine", "onnx")
+    tampered = run_cxr("predict", run, FULLRES / "NORMAL", "--engine", "onnx")
     assert tampered.returncode != 0 and "does not match" in tampered.stderr
-    assert run_cxr("export", trained_run, "--force").returncode == 0
+    assert run_cxr("export", run, "--force").returncode == 0
 
 
 def test_bfloat16_inference_stays_close_to_float32(trained_run):

@@ -2,21 +2,16 @@
 
 import json
 import re
-import shutil
 
 import pytest
 
-from conftest import run_cxr
+from conftest import run_cxr, writable_copy
 
 pytestmark = pytest.mark.integration
 
 
 def test_compare_writes_markdown_and_self_contained_html(trained_run, tmp_path):
-    # Copies without stress results: whether another test already ran `cxr stress` on the shared run must not
-    # change what this test sees.
-    first, second = tmp_path / "cnn", tmp_path / "cnn_copy"
-    for copy in (first, second):
-        shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns("stress*.json"))
+    first, second = (writable_copy(trained_run, tmp_path / name) for name in ("cnn", "cnn_copy"))
     config = json.loads((second / "config.json").read_text())
     (second / "config.json").write_text(json.dumps({**config, "seed": config["seed"] + 1}))  # as if another seed
     out = tmp_path / "report"

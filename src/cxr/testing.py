@@ -179,8 +179,10 @@ def _agree(name: str, got: dict, expected: dict) -> str:
     return f"agrees within {worst:.1e}"
 
 
-def use_run(run: Path, work: Path, env=None, files: list[Path] = FILES, labelled: Path = FULLRES) -> dict:
-    """Every surface on a finished run, each in a new process; {step: what it showed}. Raises on a failure."""
+def use_run(run: Path, work: Path, env=None, files: list[Path] = FILES, labelled: Path = FULLRES, *,
+            stress: bool = True, ray: bool = True) -> dict:
+    """Every surface on a finished run, each in a new process; {step: what it showed}. Raises on a failure.
+    `stress`, `ray`: False leaves out a step whose code does not depend on the kind and is tested elsewhere."""
     work.mkdir(parents=True, exist_ok=True)
     steps = {}
     metrics = work / "metrics.json"
@@ -190,8 +192,9 @@ def use_run(run: Path, work: Path, env=None, files: list[Path] = FILES, labelled
     commands = {"cxr evaluate": ["evaluate", run, "--data", labelled, "--out", metrics],
                 "cxr predict": ["predict", run, *files, "--precision", "float32", "--format", "json", "--out",
                                 keras_out],
-                "cxr export": ["export", run, "--force"],
-                "cxr stress": ["stress", run, "--images", 20, "--changes", "borders_cropped_10%"]}
+                "cxr export": ["export", run, "--force"]}
+    if stress:
+        commands["cxr stress"] = ["stress", run, "--images", 20, "--changes", "borders_cropped_10%"]
     codes, result = run_cxr_commands(*commands.values(), env=env)
     for (what, _), code in zip(commands.items(), codes + [None] * (len(commands) - len(codes))):
         if code != 0:
@@ -202,11 +205,13 @@ def use_run(run: Path, work: Path, env=None, files: list[Path] = FILES, labelled
     _check(run_cxr("predict", run, *files, "--engine", "onnx", "--format", "json", "--out", onnx_out, env=env),
            "cxr predict --engine onnx")
     steps["onnx"] = _agree("onnx", _probabilities(onnx_out), expected)
-    stressed = json.loads((run / "stress.json").read_text())
-    steps["stress"] = f"AUC change {stressed['perturbations']['borders_cropped_10%']['roc_auc_change']:+.3f}"
-    _check(run_cxr("predict", run, *files, "--ray", "--workers", 1, "--precision", "float32", "--format", "json",
-                   "--out", ray_out, env=env), "cxr predict --ray")
-    steps["ray"] = _agree("ray", _probabilities(ray_out), expected)
+    if stress:
+        stressed = json.loads((run / "stress.json").read_text())
+        steps["stress"] = f"AUC change {stressed['perturbations']['borders_cropped_10%']['roc_auc_change']:+.3f}"
+    if ray:
+        _check(run_cxr("predict", run, *files, "--ray", "--workers", 1, "--precision", "float32", "--format",
+                       "json", "--out", ray_out, env=env), "cxr predict --ray")
+        steps["ray"] = _agree("ray", _probabilities(ray_out), expected)
     with Server(run, "--precision", "float32", env=env) as server:
         served = {files[0].name: server.predict(files[0])["probability"]}
     steps["serve"] = _agree("serve", served, {files[0].name: expected[files[0].name]})

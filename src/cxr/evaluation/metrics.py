@@ -96,25 +96,54 @@ def bootstrap_ci(labels, probs, threshold: float, groups=None, n_boot: int = 100
     """95% percentile intervals from resampling patients (groups) with replacement.
 
     Images of one patient are correlated: resampling them one by one gives intervals that are too narrow.
-    Without groups every image is its own group.
+    Without groups every image is its own group. A resample is a count per patient (how often it was drawn),
+    so all of them are scored at once by `weighted_metrics`.
     """
-    labels, probs = np.asarray(labels).astype(int), np.asarray(probs, dtype=np.float64)
+    labels, probs = np.asarray(labels).astype(bool), np.asarray(probs, dtype=np.float64)
     groups = np.arange(labels.size) if groups is None else np.asarray(groups)
     _, group_of = np.unique(groups, return_inverse=True)
-    members = np.split(np.argsort(group_of, kind="stable"), np.cumsum(np.bincount(group_of))[:-1])
+    n_groups = group_of.max() + 1
     rng = np.random.default_rng(seed)
     samples = {name: [] for name in CI_METRICS}
-    for _ in range(n_boot):
-        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
-        if labels[idx].min() == labels[idx].max():
-            continue
-        m = binary_metrics(labels[idx], probs[idx], threshold)
-        for name in CI_METRICS:
-            samples[name].append(m[name])
+    for start in range(0, n_boot, BOOT_CHUNK):  # a chunk of resamples at a time bounds the memory
+        drawn = rng.integers(0, n_groups, (min(BOOT_CHUNK, n_boot - start), n_groups))
+        counts = np.stack([np.bincount(row, minlength=n_groups) for row in drawn])
+        for name, values in weighted_metrics(labels, probs, threshold, counts[:, group_of]).items():
+            samples[name].extend(values[~np.isnan(values)])
     return {
         name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v else [float("nan")] * 2
         for name, v in samples.items()
     }
+
+
+BOOT_CHUNK = 200
+
+
+def weighted_metrics(labels, probs, threshold: float, weights: np.ndarray) -> dict:
+    """CI_METRICS for each row of `weights` (how many times each image counts), as binary_metrics gives them on
+    the images repeated that many times; NaN for a row that holds one class only. ROC-AUC and average precision
+    are read off one sort of the probabilities, ties grouped as scikit-learn groups them."""
+    weights = np.asarray(weights, dtype=np.float64)
+    pos, neg = weights * labels, weights * ~labels
+    predicted = probs >= threshold
+    tp, fp = pos @ predicted, neg @ predicted
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
+    fn, tn = n_pos - tp, n_neg - fp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {"accuracy": (tp + tn) / (n_pos + n_neg), "sensitivity": tp / n_pos, "specificity": tn / n_neg,
+               "precision": np.where(tp + fp > 0, tp / (tp + fp), 0.0),
+               "f1": 2 * tp / (2 * tp + fp + fn)}
+        order = np.argsort(-probs, kind="stable")
+        last_of_tie = np.r_[np.flatnonzero(np.diff(probs[order])), probs.size - 1]  # one point per distinct score
+        cum_tp = np.cumsum(pos[:, order], axis=1)[:, last_of_tie]
+        cum_fp = np.cumsum(neg[:, order], axis=1)[:, last_of_tie]
+        tpr = np.c_[np.zeros(len(weights)), cum_tp / n_pos[:, None]]
+        fpr = np.c_[np.zeros(len(weights)), cum_fp / n_neg[:, None]]
+        out["roc_auc"] = np.trapezoid(tpr, fpr, axis=1)
+        precision_at = np.where(cum_tp + cum_fp > 0, cum_tp / (cum_tp + cum_fp), 1.0)
+        out["pr_auc"] = np.sum(np.diff(tpr, axis=1) * precision_at, axis=1)
+    one_class = (n_pos == 0) | (n_neg == 0)
+    return {name: np.where(one_class, np.nan, out[name]) for name in CI_METRICS}
 
 
 def full_report(labels, probs, threshold: float, rule: str = THRESHOLD_RULE, groups=None) -> dict:

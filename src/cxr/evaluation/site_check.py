@@ -37,8 +37,8 @@ from cxr.data.layout import discover, image_files, patient_id
 from cxr.data.split import read_split_csv
 from cxr.errors import DataError
 from cxr.evaluation import accuracy_estimate, shift_tests
+from cxr.evaluation.site_check_report import site_check_markdown
 from cxr.inference.predictor import Predictor
-from cxr.reports.site_check import site_check_markdown
 from cxr.runs.folder import write_json
 
 ALPHA = 0.01  # family-wise false-alarm rate of `shifted` on a batch of the training batch

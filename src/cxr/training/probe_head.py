@@ -37,7 +37,8 @@ def fit_head_on_features(model: keras.Model, images: np.ndarray, labels: np.ndar
     if not isinstance(head, keras.layers.Dense) or head.kernel.shape != (features.shape[1], 1):
         raise ValueError(f"{model.name}: the last layer is not a one-unit head on the pooled features")
     mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
-    probe = LogisticRegressionCV(Cs=np.logspace(-4, 0, 5), cv=5, scoring="neg_log_loss", max_iter=2000)
+    probe = LogisticRegressionCV(Cs=np.logspace(-4, 0, 5), l1_ratios=(0.0,), cv=5, scoring="neg_log_loss",
+                                 max_iter=2000, use_legacy_attributes=False)  # L2, as before; scikit-learn 1.10 form
     probe.fit((features - mean) / scale, labels)
     # The standardisation folded into the Dense layer, which sees the raw pooled features.
     kernel = probe.coef_[0] / scale
@@ -45,5 +46,5 @@ def fit_head_on_features(model: keras.Model, images: np.ndarray, labels: np.ndar
                       (probe.intercept_ - kernel @ mean).astype("float32")])
     probabilities = probe.predict_proba((features - mean) / scale)[:, 1]
     log.info("linear probe on %d pooled features (C=%.0e): training accuracy %.3f", features.shape[1],
-             probe.C_[0], np.mean((probabilities > 0.5) == labels))
+             probe.C_, np.mean((probabilities > 0.5) == labels))
     return probabilities
