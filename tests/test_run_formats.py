@@ -158,3 +158,21 @@ def test_model_json_round_trips_and_moves_with_its_folder(tmp_path):
     again = RunInfo.read(tmp_path / "moved" / "ens")
     assert again.members[0].run.resolve() == (tmp_path / "moved" / "a").resolve()
     assert again.replace(members=info.members) == info
+
+
+def test_a_process_loads_a_saved_model_once_and_again_when_the_file_is_written_again(trained_run, tmp_path):
+    import os
+
+    from conftest import writable_copy
+    from cxr.runs.folder import MODEL_FILE, load_run
+
+    first, info = load_run(trained_run)
+    assert load_run(trained_run)[0] is first and info == RunInfo.read(trained_run)
+    run = writable_copy(trained_run, tmp_path / "run")
+    copied = load_run(run)[0]
+    assert copied is not first  # another file
+    stat = (run / MODEL_FILE).stat()
+    os.utime(run / MODEL_FILE, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # as a new training writes it
+    again = load_run(run)[0]
+    assert again is not copied
+    np.testing.assert_array_equal(again.get_weights()[0], copied.get_weights()[0])

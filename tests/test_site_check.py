@@ -12,6 +12,7 @@ from cxr.evaluation.accuracy_estimate import Condition, atc, estimate
 from cxr.evaluation.shift_tests import STATISTICS
 from cxr.evaluation.site_check import Batch, compare_batches
 from cxr.inference.feature_guard import FeatureGuard
+from cxr.testing import run_cxr_commands
 
 
 def _batch(n, shift=0.0, seed=0, labels=True, flagged=0.0, dims=12) -> Batch:
@@ -165,7 +166,9 @@ def test_site_check_bad_inputs_get_clear_errors(trained_run, tmp_path):
              ((junk, "--against", trained_run), "could be read"),
              ((FULLRES, "--against", no_model), "model file not found"),
              (("--against", trained_run), "give a FOLDER or --split")]
-    for args, message in cases:
-        result = run_cxr("site-check", *args)
-        assert result.returncode == 1 and message in result.stderr, (args, result.stderr[-1000:])
-        assert "Traceback" not in result.stderr
+    codes, result = run_cxr_commands(*(["site-check", *args] for args, _ in cases))  # one process, as a script
+    assert codes == [1] * len(cases) and "Traceback" not in result.stderr, result.stderr[-2000:]
+    at = 0
+    for args, message in cases:  # each command's message, in order
+        at = result.stderr.find(message, at)
+        assert at >= 0, (args, message, result.stderr[-2000:])

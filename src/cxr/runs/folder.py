@@ -7,11 +7,17 @@ Run folder layout:
   model.keras      best model (lowest validation loss), float32, loads in safe mode
   model.json       the input contract (preprocessing), labels, threshold chosen on validation, weights note
                    (cxr.runs.info.RunInfo: its one reader and writer)
-  ood.npz          the out-of-distribution guard fitted on the training split (cxr.inference.ood)
+  ood.npz          the pixel out-of-distribution guard fitted on the training split (cxr.inference.ood)
+  feature_guard.npz  the feature guard on the model's and a frozen ImageNet network's features
+                   (cxr.inference.feature_guard)
   model.onnx       after `cxr export`, with model.onnx.json (its hash, the same contract)
   summary.txt      layer summary
   training.json    wall times, epochs, skipped files
   metrics.json     evaluation on the run's test split; predictions.csv, figures/ beside it
+  MODEL_CARD.md    what the model is, how it was chosen and how it did, for a reader
+  stress.json      after `cxr stress`: the test split under each change (stress_val.json: validation's)
+  evidence.json    after `cxr evidence`: where the evidence maps put their weight, per class
+  site_checks/     after `cxr site-check`: one folder per batch checked
   checkpoints/     last epoch + early-stopping state, for --resume (removed when training ends)
 """
 
@@ -52,12 +58,28 @@ def load_keras_model(path: Path, compile: bool = False):
 
 
 def load_run(run_dir: Path):
-    """(keras model, RunInfo) of a finished run."""
+    """(keras model, RunInfo) of a finished run. A process loads each saved model once: an ensemble's members are
+    read by its building, its calibration, its guards and its evaluation, and a model as large as DenseNet121
+    takes seconds to load. The model is shared, for inference only: a caller that changes weights loads its
+    own copy with load_keras_model."""
     from cxr.runs.info import RunInfo
 
     run_dir = Path(run_dir)
     info = RunInfo.read(run_dir)
-    return load_keras_model(run_dir / MODEL_FILE), info
+    path = run_dir / MODEL_FILE
+    if not path.exists():
+        return load_keras_model(path), info  # its error names the file
+    stat = path.stat()
+    key = (path.resolve(), stat.st_mtime_ns, stat.st_size)  # a file written again is loaded again
+    if key not in _LOADED:
+        while len(_LOADED) >= MAX_LOADED:
+            _LOADED.pop(next(iter(_LOADED)))  # the oldest
+        _LOADED[key] = load_keras_model(path)
+    return _LOADED[key], info
+
+
+_LOADED: dict = {}
+MAX_LOADED = 8
 
 
 def read_history(run_dir: Path) -> dict:
