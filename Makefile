@@ -104,7 +104,7 @@ lint: setup-dev
 	$(BIN)/ruff check src tests bench reliability
 
 # Bad inputs through every surface, a service soak, kills and resumes, damaged caches, the OOD guard
-# (about 10 minutes; reports/reliability/results.json).
+# (its time per machine: BENCHMARKS.md; reports/reliability/results.json).
 reliability: setup-dev
 	$(BIN)/python reliability/run.py $(RELIABILITY_ARGS)
 

@@ -4,8 +4,8 @@ burned-in text probe and the rule that reads them."""
 import numpy as np
 import pytest
 
-from cxr.data.acquisition import SEEN_IN_TRAINING, TRAIN_FAMILIES, VALIDATION_CHANGES, burned_in_text
-from cxr.data.acquisition_augment import acquisition_augmentation, text_bank
+from cxr.data.acquisition import SEEN_IN_TRAINING, VALIDATION_CHANGES, burned_in_text
+from cxr.data.acquisition_augment import TRAIN_FAMILIES, acquisition_augmentation, text_bank
 from cxr.data.preprocess import Preprocessing
 
 

@@ -14,6 +14,7 @@ from conftest import FULLRES, run_cxr, writable_copy
 from cxr.inference.batch import SKIPPED_EXIT_CODE
 from cxr.inference.predictor import Predictor
 from cxr.runs.info import RunInfo
+from cxr.testing import run_cxr_commands
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +42,13 @@ def test_predict_folder_glob_and_bad_files(trained_run, tmp_path):
 def test_predict_json_to_a_file_never_overwrites(trained_run, tmp_path):
     out = tmp_path / "p.json"
     image = FULLRES / "PNEUMONIA" / "person26_bacteria_127.jpeg"
-    assert run_cxr("predict", trained_run, image, "--format", "json", "--out", out).returncode == 0
-    rows = json.loads(out.read_text())
+    codes, result = run_cxr_commands(["predict", trained_run, image, "--format", "json", "--out", out],
+                                     ["predict", trained_run, image, "--out", out])  # again: refused
+    assert codes == [0, 1] and "already exists" in result.stderr, result.stderr[-2000:]
+    rows = json.loads(out.read_text())  # the first answer, kept
     assert rows[0]["path"].endswith("person26_bacteria_127.jpeg") and set(rows[0]) == {
         "path", "probability", "label", "threshold", "ood", "ood_score", "feature_ood_score"}
     assert isinstance(rows[0]["ood"], bool) and rows[0]["ood_score"] > 0 and rows[0]["feature_ood_score"] > 0
-    again = run_cxr("predict", trained_run, image, "--out", out)
-    assert again.returncode != 0 and "already exists" in again.stderr
-    assert json.loads(out.read_text()) == rows
 
 
 def test_dicom_of_an_xray_predicts_like_the_same_pixels_as_png(trained_run, tmp_path):

@@ -2,8 +2,8 @@
 surface: evaluate, predict (Keras and ONNX), export, stress and the service. Parametrized over the registry,
 so a new kind that does not load, export or serve fails here. The kinds the miniature demo trains (one epoch,
 48 px, as train_tiny would) are taken from it, copied: the round trip writes into the run. The demo has
-stress-tested those already; Ray's workers load any run the same way (tests/test_ray.py), so Ray runs here only
-for the ensemble, whose members are read from beside it."""
+stress-tested those already. Ray's workers load a run as any process does: tests/test_ray.py tests them, and
+`make reliability` runs every kind on Ray as well."""
 
 
 import pytest
@@ -28,8 +28,7 @@ def test_a_trained_run_of_every_kind_works_from_a_new_process(kind, request, tmp
         run = tmp_path / "runs" / DEMO_RUNS[kind][0]
     else:
         run = make_run(kind, request.getfixturevalue("real_subset"), tmp_path)
-    stress, ray = kind not in DEMO_RUNS, kind == ENSEMBLE
-    steps = use_run(run, tmp_path / "use", stress=stress, ray=ray)
+    stress = kind not in DEMO_RUNS
+    steps = use_run(run, tmp_path / "use", stress=stress, ray=False)
     assert steps["evaluate"] == "n=40"
-    optional = {"stress": stress, "ray": ray}
-    assert set(steps) == {"evaluate", "predict", "onnx", "serve"} | {step for step, ran in optional.items() if ran}
+    assert set(steps) == {"evaluate", "predict", "onnx", "serve"} | ({"stress"} if stress else set())

@@ -26,7 +26,6 @@ import zlib
 import numpy as np
 
 ACQUISITION_MODES = ("none", "random")  # TrainConfig.acquisition
-TRAIN_FAMILIES = ("tone", "sharpen", "text", "noise", "blur")  # what acquisition_augmentation varies
 # Validation family -> the training family of a related form (None: never trained against in any form).
 SEEN_IN_TRAINING = {
     "processing_s_curve": "tone",
@@ -110,24 +109,31 @@ def detector_grain(image: np.ndarray, strength: float = 1.0) -> np.ndarray:
 
 def resolution_loss(image: np.ndarray, strength: float = 1.0) -> np.ndarray:
     """Down-sampled by up to 3x (area) and up-sampled again (cubic): a low-resolution archive copy."""
-    import cv2
-
     factor = 1.0 + 2.0 * strength
-    h, w = image.shape
-    if factor <= 1.0:
-        return image.copy()
-    small = cv2.resize(image, (max(4, round(w / factor)), max(4, round(h / factor))), interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return resampled(image, factor) if factor > 1.0 else image.copy()
 
 
 def jpeg_recompressed(image: np.ndarray, strength: float = 1.0) -> np.ndarray:
     """Saved again as a JPEG of quality 95 - 80 x strength (15 at full strength)."""
+    return recompressed(image, int(round(95 - 80 * strength))) if strength > 0 else image.copy()
+
+
+def resampled(image: np.ndarray, factor: float, upsampling: str = "cubic") -> np.ndarray:
+    """Down-sampled by `factor` (area) and up-sampled back to its size ("cubic" or "linear")."""
+    import cv2
+
+    h, w = image.shape
+    small = cv2.resize(image, (max(4, round(w / factor)), max(4, round(h / factor))), interpolation=cv2.INTER_AREA)
+    up = {"cubic": cv2.INTER_CUBIC, "linear": cv2.INTER_LINEAR}[upsampling]
+    return cv2.resize(small, (w, h), interpolation=up)
+
+
+def recompressed(image: np.ndarray, quality: int) -> np.ndarray:
+    """Saved again as a JPEG of this quality and read back."""
     from PIL import Image
 
-    if strength <= 0:
-        return image.copy()
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=int(round(95 - 80 * strength)))
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     return np.asarray(Image.open(buffer).convert("L"))
 
 

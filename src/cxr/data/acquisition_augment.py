@@ -9,7 +9,9 @@ import numpy as np
 
 from cxr.data.preprocess import Preprocessing, frame_px
 
-CHANCE = {"tone": 0.5, "sharpen": 0.25, "blur": 0.2, "noise": 0.3, "text": 0.4}  # per image, independent
+# The families it varies, each with its chance per image (independent): the one list of them.
+CHANCE = {"tone": 0.5, "sharpen": 0.25, "text": 0.4, "noise": 0.3, "blur": 0.2}
+TRAIN_FAMILIES = tuple(CHANCE)
 MAX_LOG_GAMMA = 0.5  # gamma in [e^-0.5, e^0.5] = [0.61, 1.65]
 MAX_WINDOW = 0.12  # black and white points moved in by up to this share of the grey range
 MAX_SHARPEN = 2.0  # gain of a 3 x 3 sharpening

@@ -6,13 +6,12 @@ The same changes on the validation split give the robustness that model selectio
 """
 
 import hashlib
-import io
 from pathlib import Path
 
 import numpy as np
 
 from cxr import figures
-from cxr.data.acquisition import VALIDATION_CHANGES
+from cxr.data.acquisition import VALIDATION_CHANGES, recompressed, resampled
 from cxr.data.framing import crop_borders
 from cxr.data.images import read_grayscale
 from cxr.data.pixels import ImageError
@@ -32,16 +31,6 @@ def _linear(scale, shift):
     return lambda im: np.clip((im.astype(np.float32) - 128.0) * scale + 128.0 + shift, 0, 255).astype(np.uint8)
 
 
-def _jpeg(quality):
-    def apply(im):
-        from PIL import Image
-
-        buffer = io.BytesIO()
-        Image.fromarray(im).save(buffer, format="JPEG", quality=quality)
-        return np.asarray(Image.open(buffer).convert("L"))
-    return apply
-
-
 def _cv2(name, *args, **kwargs):
     def apply(im):
         import cv2
@@ -55,14 +44,6 @@ def _noise(sigma):
         rng = np.random.default_rng(im.size)  # deterministic per image size: repeatable runs
         return np.clip(im + rng.normal(0, sigma, im.shape), 0, 255).astype(np.uint8)
     return apply
-
-
-def _downscale(im):
-    import cv2
-
-    h, w = im.shape
-    small = cv2.resize(im, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _add_border(share):
@@ -103,10 +84,10 @@ PERTURBATIONS = {
     "brightness_+20%": ("photometric", _linear(1.0, 51)),
     "brightness_-20%": ("photometric", _linear(1.0, -51)),
     "histogram_equalization": ("photometric", _cv2("equalizeHist")),
-    "jpeg_quality_30": ("photometric", _jpeg(30)),
+    "jpeg_quality_30": ("photometric", lambda im: recompressed(im, 30)),
     "gaussian_blur": ("photometric", _cv2("GaussianBlur", (0, 0), 1.5)),
     "gaussian_noise": ("photometric", _noise(8.0)),
-    "downscale_upscale_x2": ("photometric", _downscale),
+    "downscale_upscale_x2": ("photometric", lambda im: resampled(im, 2, "linear")),
     "black_borders_10%": ("geometric", _add_border(0.10)),
     "borders_cropped_10%": ("geometric", _crop_border(0.10)),
     "borders_cropped_20%": ("geometric", _crop_border(0.20)),

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
-from cxr.data.acquisition import TRAIN_FAMILIES
-from cxr.data.acquisition_augment import acquisition_augmentation, text_bank
+from cxr.data.acquisition_augment import TRAIN_FAMILIES, acquisition_augmentation, text_bank
 from cxr.data.cache import load_images
 from cxr.data.framing import FINE, framing_augmentation
 from cxr.errors import RunError, UsageError

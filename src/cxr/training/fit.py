@@ -30,7 +30,7 @@ from cxr.training.batches import fine_training_images, trained_against, training
 from cxr.training.calibrate import calibrated_on_validation
 from cxr.training.callbacks import EpochSeeds, EpochTimer, ResumableEarlyStopping, SaveForResume, truncate_history
 from cxr.training.devices import distribution
-from cxr.training.features import cached_features
+from cxr.training.frozen_features import cached_features
 from cxr.training.guards import with_guards
 from cxr.training.probe_head import fit_head_on_features
 
