@@ -98,8 +98,8 @@ def _built_once(tmp_path_factory, name: str, build):
 
 
 def _snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
+    return {str(p.relative_to(folder)): (stat.st_size, stat.st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file() and not p.is_symlink() for stat in [p.stat()]}
 
 
 def writable_copy(shared: Path, to: Path, **copytree_options) -> Path:

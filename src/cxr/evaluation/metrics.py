@@ -89,6 +89,7 @@ def binary_metrics(labels, probs, threshold: float) -> dict:
     }
 
 
+BOOT_CHUNK = 200  # resamples scored at once
 CI_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc")
 
 
@@ -106,17 +107,13 @@ def bootstrap_ci(labels, probs, threshold: float, groups=None, n_boot: int = 100
     rng = np.random.default_rng(seed)
     samples = {name: [] for name in CI_METRICS}
     for start in range(0, n_boot, BOOT_CHUNK):  # a chunk of resamples at a time bounds the memory
-        drawn = rng.integers(0, n_groups, (min(BOOT_CHUNK, n_boot - start), n_groups))
-        counts = np.stack([np.bincount(row, minlength=n_groups) for row in drawn])
+        counts = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=min(BOOT_CHUNK, n_boot - start))
         for name, values in weighted_metrics(labels, probs, threshold, counts[:, group_of]).items():
             samples[name].extend(values[~np.isnan(values)])
     return {
         name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v else [float("nan")] * 2
         for name, v in samples.items()
     }
-
-
-BOOT_CHUNK = 200
 
 
 def weighted_metrics(labels, probs, threshold: float, weights: np.ndarray) -> dict:

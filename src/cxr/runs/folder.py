@@ -21,6 +21,7 @@ Run folder layout:
   checkpoints/     last epoch + early-stopping state, for --resume (removed when training ends)
 """
 
+import functools
 from pathlib import Path
 
 from cxr.errors import RunError
@@ -70,16 +71,12 @@ def load_run(run_dir: Path):
     if not path.exists():
         return load_keras_model(path), info  # its error names the file
     stat = path.stat()
-    key = (path.resolve(), stat.st_mtime_ns, stat.st_size)  # a file written again is loaded again
-    if key not in _LOADED:
-        while len(_LOADED) >= MAX_LOADED:
-            _LOADED.pop(next(iter(_LOADED)))  # the oldest
-        _LOADED[key] = load_keras_model(path)
-    return _LOADED[key], info
+    return _load_once(path.resolve(), stat.st_mtime_ns, stat.st_size), info  # a file written again loads again
 
 
-_LOADED: dict = {}
-MAX_LOADED = 8
+@functools.lru_cache(maxsize=8)
+def _load_once(path: Path, mtime_ns: int, size: int):
+    return load_keras_model(path)
 
 
 def read_history(run_dir: Path) -> dict:
