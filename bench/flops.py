@@ -14,7 +14,6 @@ each step runs:
   side and 400 validation X-rays under each of seven families.
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -58,7 +57,9 @@ def _run_forward(run: Path) -> float:
 
 
 def _images(run: Path) -> dict:
-    return json.loads((run / "training.json").read_text())["images"]
+    from cxr.runs.record import TrainingRecord
+
+    return TrainingRecord.read(run).images
 
 
 def step_flops(step: str, runs: Path) -> float | None:
@@ -67,20 +68,24 @@ def step_flops(step: str, runs: Path) -> float | None:
     command, names = words[0], words[1:]
     if command == "train":
         run = runs / names[0]
-        record = json.loads((run / "training.json").read_text())
-        n, forward = record["images"], _run_forward(run)
-        if record.get("feature_seconds"):  # a frozen base: features once, the head is negligible beside it
+        from cxr.runs.record import TrainingRecord
+
+        record = TrainingRecord.read(run)
+        n, forward = record.images, _run_forward(run)
+        if record.feature_seconds:  # a frozen base: features once, the head is negligible beside it
             return forward * (n["train"] + n["val"] * VIEWS + n["train"] + n["val"])
-        return forward * (record["epochs_run"] * (3 * n["train"] + VIEWS * n["val"]) + n["train"] + n["val"])
+        return forward * (record.epochs_run * (3 * n["train"] + VIEWS * n["val"]) + n["train"] + n["val"])
     if command == "ensemble":
         n = _images(runs / names[0])
         return _run_forward(runs / names[0]) * (n["train"] + 2 * n["val"] + n["test"])
     if command == "stress":
+        from cxr.runs.results import Stress
+
         total = 0.0
         for name in names:
-            stressed = json.loads((runs / name / "stress.json").read_text())
-            conditions = 1 + len(stressed["perturbations"])
-            total += _run_forward(runs / name) * conditions * 2 * stressed["images"]
+            stressed = Stress.read_side(runs / name)
+            conditions = 1 + len(stressed.perturbations)
+            total += _run_forward(runs / name) * conditions * 2 * stressed.images
         return total
     if command == "evidence":
         return 3 * _run_forward(runs / names[0]) * _images(runs / names[0])["val"]

@@ -1,6 +1,8 @@
 """Acquisition shift: the held-out validation families, the training augmentation of other forms, the
 burned-in text probe and the rule that reads them."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -105,10 +107,11 @@ def test_normal_flips_counts_normal_calls_turned_into_pneumonia():
 
 def _stress_val(worst_name=None, worst=0.6):
     from cxr.evaluation.selection import CONDITIONS
+    from cxr.runs.results import Condition, Stress
 
-    row = {"sensitivity": 0.95, "specificity": 0.9, "roc_auc": 0.97}
-    return {"baseline": row, "perturbations": {
-        name: {**row, "specificity": worst if name == worst_name else 0.9} for name in CONDITIONS[1:]}}
+    row = Condition(sensitivity=0.95, specificity=0.9, roc_auc=0.97, accuracy=0.93)
+    return Stress(run="r", images=10, threshold=0.5, shortcut_probe_auc=0.5, side="val", baseline=row, perturbations={
+        name: dataclasses.replace(row, specificity=worst if name == worst_name else 0.9) for name in CONDITIONS[1:]})
 
 
 def test_the_rule_reads_framing_and_at_least_four_acquisition_families_including_text():

@@ -103,6 +103,18 @@ def _calls(path: Path):
             yield node, getattr(node.func, "attr", getattr(node.func, "id", None))
 
 
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_in_the_package_is_over_the_function_limit():
+    """A function that does not fit on a screen does several jobs: split it where the jobs part."""
+    long = [f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for p in PACKAGE.rglob("*.py") for node in ast.walk(ast.parse(p.read_text()))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, f"split these functions (over {MAX_FUNCTION_LINES} lines): {long}"
+
+
 def test_files_are_renamed_into_place_only_by_the_one_helper():
     """cxr.files.written_aside: a killed process never leaves half a file under the real name."""
     renames = [f"{p.relative_to(ROOT)}:{node.lineno}" for p in python_files() if p != PACKAGE / "files.py"
@@ -162,3 +174,16 @@ def test_every_package_folder_is_a_regular_package_that_git_keeps():
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *sources], cwd=ROOT, capture_output=True,
                              text=True).stdout.split()
     assert not ignored, f"git ignores these source files: {ignored}"
+
+
+RESULT_FILES = {"model.json", "model.onnx.json", "training.json", "metrics.json", "stress.json", "stress_val.json",
+                "evidence.json", "site_check.json"}
+
+
+def test_a_runs_result_files_are_named_only_where_they_are_read_and_written():
+    """cxr.runs holds one typed reader and writer per file a run holds (RunInfo, TrainingRecord, Metrics, Stress,
+    Evidence, SiteCheck): a file name spelled anywhere else is a file read around them, as a dict."""
+    named = [f"{p.relative_to(ROOT)}:{node.lineno} {node.value}" for p in python_files()
+             if not p.is_relative_to(PACKAGE / "runs") for node in ast.walk(ast.parse(p.read_text()))
+             if isinstance(node, ast.Constant) and node.value in RESULT_FILES]
+    assert not named, f"read and write these through the classes in cxr.runs: {named}"

@@ -9,6 +9,7 @@ import pytest
 from conftest import run_cxr, writable_copy
 from cxr.evaluation.probe import shortcut_probe
 from cxr.evaluation.stress import PERTURBATIONS, _sample
+from cxr.runs.results import Stress
 
 
 def noisy_images(n, seed):
@@ -64,18 +65,18 @@ def test_stress_writes_every_perturbation_for_the_run(trained_run, tmp_path):
     run = writable_copy(trained_run, tmp_path / "run")  # the shared run stays as trained
     result = run_cxr("stress", run)
     assert result.returncode == 0, result.stderr[-2000:]
-    stress = json.loads((run / "stress.json").read_text())
-    assert set(stress["perturbations"]) == set(PERTURBATIONS)
-    for p in stress["perturbations"].values():
-        assert p["kind"] in ("photometric", "geometric", "acquisition") and 0 <= p["accuracy"] <= 1
-        assert set(p) >= {"roc_auc", "accuracy", "sensitivity", "specificity"}
-    assert 0 <= stress["shortcut_probe_auc"] <= 1 and "baseline" in stress
+    stress = Stress.read_side(run)
+    assert set(stress.perturbations) == set(PERTURBATIONS)
+    for p in stress.perturbations.values():
+        assert p.kind in ("photometric", "geometric", "acquisition") and 0 <= p.accuracy <= 1
+        assert 0 <= p.roc_auc <= 1 and p.roc_auc_change == pytest.approx(p.roc_auc - stress.baseline.roc_auc)
+    assert 0 <= stress.shortcut_probe_auc <= 1 and stress.side == "test" and not stress.sampled
     assert (run / "figures" / "stress.png").stat().st_size > 5000
     assert "width_shrunk_25%" in result.stdout
     # The burned-in text probe: among NORMAL X-rays called NORMAL, how many annotations turn into PNEUMONIA.
-    probe = stress["text_probe"]
-    assert probe["change"] == "burned_in_text" and probe["normal_called_normal"] >= 0
-    assert probe["flipped_to_pneumonia"] is None or 0 <= probe["flipped_to_pneumonia"] <= 1
+    probe = stress.text_probe
+    assert probe.change == "burned_in_text" and probe.normal_called_normal >= 0
+    assert probe.flipped_to_pneumonia is None or 0 <= probe.flipped_to_pneumonia <= 1
 
 
 def test_a_stress_sample_keeps_the_class_balance_and_is_repeatable():
@@ -92,12 +93,11 @@ def test_stress_of_several_runs_writes_both_sides_for_each(trained_run, tmp_path
     result = run_cxr("stress", "--images", 12, "--precision", "float32", one, twin)
     assert result.returncode == 0, result.stderr[-2000:]
     for run in (one, twin):
-        for name, side in (("stress.json", "test"), ("stress_val.json", "val")):
-            stress = json.loads((run / name).read_text())
-            assert stress["side"] == side and stress["sampled"] and stress["images"] <= 12
+        for side in ("test", "val"):
+            stress = Stress.read_side(run, side)
+            assert stress.side == side and stress.sampled and stress.images <= 12
     # The same model on the same sampled images: the same figures.
-    assert json.loads((twin / "stress.json").read_text())["perturbations"] == \
-        json.loads((one / "stress.json").read_text())["perturbations"]
+    assert Stress.read_side(twin).perturbations == Stress.read_side(one).perturbations
 
 
 @pytest.mark.integration

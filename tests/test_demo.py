@@ -28,9 +28,10 @@ def test_the_miniature_demo_serves_the_run_it_chose(demo_runs):
     from cxr.evaluation.selection import CONDITIONS
     from cxr.runs.folder import read_json
     from cxr.runs.info import RunInfo
+    from cxr.runs.results import Evidence, Stress
 
     for run in ("cnn", "cnn_aug", "vgg16", "densenet121_e2e", "mobilenetv2_e2e", "robust"):
-        assert set(read_json(runs / run / "stress_val.json")["perturbations"]) == set(CONDITIONS[1:]), run
+        assert set(Stress.read_side(runs / run, "val").perturbations) == set(CONDITIONS[1:]), run
     assert "| cnn | " in (report / "report.md").read_text() and "not run" in (report / "report.md").read_text()
     compared = {Path(r["run"]).name: r for r in read_json(report / "comparison.json")}
     served = compared[chosen.name]
@@ -40,8 +41,8 @@ def test_the_miniature_demo_serves_the_run_it_chose(demo_runs):
     assert [name for name, r in compared.items() if not r["candidate"]] == ["cnn", "cnn_aug"]
     assert "never served" in (report / "report.md").read_text()
     # The served run's evidence audit, in its model card.
-    evidence = read_json(chosen / "evidence.json")
-    assert set(evidence["by_class"]) == {"NORMAL", "PNEUMONIA"} and len(evidence["grid"]) == 2
+    evidence = Evidence.read(chosen)
+    assert set(evidence.by_class) == {"NORMAL", "PNEUMONIA"} and len(evidence.grid) == 2
     assert "Where the evidence lies" in (chosen / "MODEL_CARD.md").read_text()
     # The robust model averages DenseNet121 and MobileNetV2, each fine-tuned end to end, and takes its threshold on the
     # worst framing, as its members do; a model trained without framing augmentation, near chance on some

@@ -15,6 +15,7 @@ from PIL import Image
 from conftest import FULLRES, run_cxr
 from cxr.runs.info import RunInfo
 from cxr.runs.record import TrainingRecord
+from cxr.runs.results import Metrics
 
 pytestmark = pytest.mark.integration
 CXR = [sys.executable, "-m", "cxr.cli"]
@@ -38,9 +39,9 @@ def test_train_evaluate_and_figures_on_real_xrays(trained_run, real_subset, tmp_
         assert len(np.unique(pixels)) > 20, name  # text, axes and data, not one flat colour
     assert not (run / "checkpoints").exists()
 
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["threshold"] == RunInfo.read(run).threshold  # chosen on validation at training time
-    assert metrics["n"] == sum(metrics["confusion_matrix"][0]) + sum(metrics["confusion_matrix"][1])
+    metrics = Metrics.read(run)
+    assert metrics.threshold == RunInfo.read(run).threshold  # chosen on validation at training time
+    assert metrics.n == sum(metrics.confusion_matrix[0]) + sum(metrics.confusion_matrix[1])
     assert history_epochs(run) == [0, 1, 2]
     with open(run / "split.csv") as f:
         rows = list(csv.DictReader(f))
@@ -58,7 +59,7 @@ def test_train_evaluate_and_figures_on_real_xrays(trained_run, real_subset, tmp_
     out = tmp_path / "fullres" / "metrics.json"
     result = cxr("evaluate", run, "--data", FULLRES, "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(out.read_text())["n"] == 40
+    assert Metrics.read(out).n == 40
     assert "PNEUMONIA" in result.stdout  # the classification report
 
 

@@ -1,7 +1,6 @@
 """The site check (batch tests, verdict, accuracy estimate) and the feature guard: logic on synthetic features,
 the command on a real run, and clear errors for bad input."""
 
-import json
 import shutil
 
 import numpy as np
@@ -12,6 +11,7 @@ from cxr.evaluation.accuracy_estimate import Condition, atc, estimate
 from cxr.evaluation.shift_tests import STATISTICS
 from cxr.evaluation.site_check import Batch, compare_batches
 from cxr.inference.feature_guard import FeatureGuard
+from cxr.runs.site_check_result import SiteCheck
 from cxr.testing import run_cxr_commands
 
 
@@ -141,11 +141,11 @@ def test_site_check_of_a_folder_writes_json_markdown_and_figure(trained_run, tmp
     out = tmp_path / "check"
     result = run_cxr("site-check", FULLRES, "--against", trained_run, "--out", out)
     assert result.returncode == 0, result.stderr[-2000:]
-    found = json.loads((out / "site_check.json").read_text())
-    assert found["verdict"] in ("same", "shifted", "different") and found["images"] == 40
-    assert 0 <= found["guard_rate"] <= 1 and "accuracy" in found  # the folder's layout gives labels
+    found = SiteCheck.read(out / SiteCheck.FILE)
+    assert found.verdict in ("same", "shifted", "different") and found.images == 40
+    assert 0 <= found.guard_rate <= 1 and found.accuracy is not None  # the folder's layout gives labels
     assert (out / "site_check.png").stat().st_size > 10_000 and "Verdict" in (out / "site_check.md").read_text()
-    assert found["verdict"].upper() in result.stdout
+    assert found.verdict.upper() in result.stdout
 
 
 @pytest.mark.integration

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from conftest import FULLRES
+from cxr.runs.results import Metrics
 from cxr.testing import run_cxr_commands
 
 pytestmark = pytest.mark.integration
@@ -18,9 +19,9 @@ def test_evaluate_and_predict_use_the_threshold_the_user_gives(trained_run, tmp_
         ["predict", trained_run, FULLRES / "NORMAL", "--threshold", 1.0, "--format", "json", "--out", predicted],
         ["predict", trained_run, FULLRES / "NORMAL", "--threshold", 1.5])
     assert codes == [0, 0, 1], result.stderr[-2000:]
-    report = json.loads(metrics.read_text())
-    assert report["threshold"] == 0.0 and report["sensitivity"] == 1.0 and report["specificity"] == 0.0
-    assert "user" in report["threshold_rule"]
+    report = Metrics.read(metrics)
+    assert report.threshold == 0.0 and report.sensitivity == 1.0 and report.specificity == 0.0
+    assert "user" in report.threshold_rule
     rows = json.loads(predicted.read_text())
     assert rows and all(r["label"] == "NORMAL" and r["threshold"] == 1.0 for r in rows)
     assert "between 0 and 1" in result.stderr
@@ -36,8 +37,8 @@ def test_evaluate_computes_in_the_precision_the_user_asks_for(trained_run, tmp_p
         ["evaluate", trained_run, "--data", FULLRES, "--out", metrics, "--precision", "float32"],
         ["predict", trained_run, FULLRES, "--precision", "float32", "--format", "json", "--out", predicted])
     assert codes == [0, 0], result.stderr[-2000:]
-    report = json.loads(metrics.read_text())
-    assert report["precision"] == "float32"
+    report = Metrics.read(metrics)
+    assert report.compute_precision == "float32"
     rows = json.loads(predicted.read_text())
     labels = [int("PNEUMONIA" in r["path"]) for r in rows]
-    assert report["roc_auc"] == pytest.approx(roc_auc_score(labels, [r["probability"] for r in rows]), abs=1e-9)
+    assert report.roc_auc == pytest.approx(roc_auc_score(labels, [r["probability"] for r in rows]), abs=1e-9)

@@ -106,15 +106,15 @@ def roc_curves(curves: dict, path: Path, title: str = "ROC curve") -> Path:
     return save(fig, path)
 
 
-def stress_chart(result: dict, path: Path) -> Path:
-    """ROC AUC under each acquisition-like change, against the unchanged test split."""
-    names = list(result["perturbations"])
-    values = [result["perturbations"][n]["roc_auc"] for n in names]
+def stress_chart(result, path: Path) -> Path:
+    """ROC AUC under each acquisition-like change (cxr.runs.results.Stress), against the unchanged test split."""
+    names = list(result.perturbations)
+    values = [result.perturbations[n].roc_auc for n in names]
     palette = {"photometric": "tab:blue", "geometric": "tab:orange", "acquisition": "tab:green"}
-    colours = [palette[result["perturbations"][n]["kind"]] for n in names]
+    colours = [palette[result.perturbations[n].kind] for n in names]
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.4))
     ax.barh(names, values, color=colours)
-    base = result["baseline"]["roc_auc"]
+    base = result.baseline.roc_auc
     ax.axvline(base, color="black", lw=1)
     ax.axvline(base - 0.02, color="black", lw=1, ls=":")
     ax.set_xlim(max(0.5, min(values) - 0.02), 1.0)

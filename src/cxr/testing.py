@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from cxr.runs.results import Metrics, Stress
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -186,29 +188,30 @@ def use_run(run: Path, work: Path, env=None, files: list[Path] = FILES, labelled
     `stress`, `ray`: False leaves out a step whose code does not depend on the kind and is tested elsewhere."""
     work.mkdir(parents=True, exist_ok=True)
     steps = {}
-    metrics = work / "metrics.json"
+    metrics = work / Metrics.FILE
     keras_out, onnx_out, ray_out = work / "keras.json", work / "onnx.json", work / "ray.json"
     # Loaded from disk by each command, in one new process as a user's script runs them (a process each costs
-    # a TensorFlow start and a model load); ONNX, Ray and the service get processes of their own.
+    # a TensorFlow start and a model load); Ray and the service get processes of their own. That the ONNX path
+    # needs no TensorFlow is tested on its own (tests/test_predict.py).
     commands = {"cxr evaluate": ["evaluate", run, "--data", labelled, "--out", metrics],
                 "cxr predict": ["predict", run, *files, "--precision", "float32", "--format", "json", "--out",
                                 keras_out],
-                "cxr export": ["export", run, "--force"]}
+                "cxr export": ["export", run, "--force"],
+                "cxr predict --engine onnx": ["predict", run, *files, "--engine", "onnx", "--format", "json", "--out",
+                                              onnx_out]}
     if stress:
         commands["cxr stress"] = ["stress", run, "--images", 20, "--changes", "borders_cropped_10%"]
     codes, result = run_cxr_commands(*commands.values(), env=env)
     for (what, _), code in zip(commands.items(), codes + [None] * (len(commands) - len(codes))):
         if code != 0:
             raise AssertionError(f"{what} failed (exit {code}):\n{result.stderr[-3000:]}")
-    steps["evaluate"] = f"n={json.loads(metrics.read_text())['n']}"
+    steps["evaluate"] = f"n={Metrics.read(metrics).n}"
     expected = _probabilities(keras_out)
     steps["predict"] = f"{len(expected)} files"
-    _check(run_cxr("predict", run, *files, "--engine", "onnx", "--format", "json", "--out", onnx_out, env=env),
-           "cxr predict --engine onnx")
     steps["onnx"] = _agree("onnx", _probabilities(onnx_out), expected)
     if stress:
-        stressed = json.loads((run / "stress.json").read_text())
-        steps["stress"] = f"AUC change {stressed['perturbations']['borders_cropped_10%']['roc_auc_change']:+.3f}"
+        stressed = Stress.read_side(run)
+        steps["stress"] = f"AUC change {stressed.perturbations['borders_cropped_10%'].roc_auc_change:+.3f}"
     if ray:
         _check(run_cxr("predict", run, *files, "--ray", "--workers", 1, "--precision", "float32", "--format",
                        "json", "--out", ray_out, env=env), "cxr predict --ray")

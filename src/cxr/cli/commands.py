@@ -10,14 +10,11 @@ from cxr.errors import UsageError
 log = logging.getLogger(__name__)
 
 
-def _headline(report: dict) -> str:
-    ci = report["ci95"]
-    return (
-        f"n={report['n']}  threshold={report['threshold']:.3f}  "
-        f"accuracy={report['accuracy']:.3f} [{ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}]  "
-        f"sensitivity={report['sensitivity']:.3f}  specificity={report['specificity']:.3f}  "
-        f"f1={report['f1']:.3f}  roc_auc={report['roc_auc']:.3f} [{ci['roc_auc'][0]:.3f}-{ci['roc_auc'][1]:.3f}]"
-    )
+def _headline(report) -> str:
+    """One line of a Metrics (cxr.runs.results)."""
+    return (f"n={report.n}  threshold={report.threshold:.3f}  accuracy={report.with_interval('accuracy')}  "
+            f"sensitivity={report.sensitivity:.3f}  specificity={report.specificity:.3f}  f1={report.f1:.3f}  "
+            f"roc_auc={report.with_interval('roc_auc')}")
 
 
 def training_config(args):
@@ -42,7 +39,7 @@ def training_config(args):
 def cmd_train(args) -> None:
     from cxr.evaluation.evaluate import evaluate_run
     from cxr.reports.model_card import write_model_card
-    from cxr.runs.record import TrainingRecord
+    from cxr.runs.record import TRAINING_FILE, TrainingRecord
     from cxr.training.fit import train
 
     cfg = training_config(args)
@@ -55,7 +52,7 @@ def cmd_train(args) -> None:
           f"{training.train_seconds:.0f} s training")
     print(f"test: {_headline(report)}")
     if training.skipped:
-        print(f"skipped {len(training.skipped)} unreadable files (listed in {run_dir / 'training.json'})")
+        print(f"skipped {len(training.skipped)} unreadable files (listed in {run_dir / TRAINING_FILE})")
     print(f"run folder: {run_dir}  (figures in {run_dir / 'figures'}, model card MODEL_CARD.md)")
 
 
@@ -64,15 +61,15 @@ def cmd_evaluate(args) -> None:
 
     report = evaluate_run(args.run, data=args.data, out=args.out, threshold=args.threshold, precision=args.precision)
     print(_headline(report))
-    flagged = report["ood_flagged"]
+    flagged = report.ood_flagged
     print("flagged as unlike the training X-rays: " + ", ".join(
         f"{name} guard {'n/a' if share is None else f'{share:.1%}'}" for name, share in flagged.items()))
     if args.data is None and args.out is None and args.threshold is None:  # the run's own test metrics changed
         from cxr.reports.model_card import write_model_card
 
         write_model_card(args.run)
-    if report["skipped"]:
-        print(f"skipped {len(report['skipped'])} unreadable files")
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} unreadable files")
 
 
 def cmd_compare(args) -> None:
@@ -165,12 +162,13 @@ def cmd_audit(args) -> int:
 def cmd_evidence(args) -> None:
     from cxr.evaluation.evidence import evidence_run, evidence_table
     from cxr.reports.model_card import write_model_card
+    from cxr.runs.results import Metrics
 
     result = evidence_run(args.run, args.data, args.out)
-    print(f"{args.run}: share of the evidence for the class called, on the {result['data']} "
-          f"({result['images']} X-rays; {result['method']}, grid {result['grid'][0]} x {result['grid'][1]})")
+    print(f"{args.run}: share of the evidence for the class called, on the {result.data} "
+          f"({result.images} X-rays; {result.method}, grid {result.grid[0]} x {result.grid[1]})")
     print(evidence_table(result))
-    if args.data is None and (Path(args.run) / "metrics.json").exists():
+    if args.data is None and (Path(args.run) / Metrics.FILE).exists():
         print(f"model card updated: {write_model_card(args.run)}")
 
 
@@ -180,13 +178,13 @@ def cmd_site_check(args) -> None:
     if (args.folder is None) == (args.split is None):
         raise UsageError("cxr site-check: give a FOLDER or --split SIDE (one of them)")
     result = site_check(args.folder, args.against, args.out, side=args.split)
-    estimate = result["estimated_accuracy"]
-    print(f"{result['folder']} against {args.against}: {result['verdict'].upper()}: {result['why']}")
-    print(f"  domain classifier AUC {result['feature_shift']['domain_classifier_auc']:.3f}, guards flag "
-          f"{result['guard_rate']:.1%} (validation {result['validation_guard_rate']:.1%}), predicted PNEUMONIA "
-          f"{result['output_shift']['predicted_prevalence']:.1%}, estimated accuracy "
+    estimate = result.estimated_accuracy
+    print(f"{result.folder} against {args.against}: {result.verdict.upper()}: {result.why}")
+    print(f"  domain classifier AUC {result.feature_shift.domain_classifier_auc:.3f}, guards flag "
+          f"{result.guard_rate:.1%} (validation {result.validation_guard_rate:.1%}), predicted PNEUMONIA "
+          f"{result.output_shift.predicted_prevalence:.1%}, estimated accuracy "
           f"{'n/a' if estimate is None else f'{estimate:.3f}'}"
-          + (f" (measured: {result['accuracy']:.3f})" if "accuracy" in result else ""))
+          + ("" if result.accuracy is None else f" (measured: {result.accuracy:.3f})"))
     name = args.split or Path(args.folder).resolve().name
     print(f"written: {args.out or Path(args.against) / 'site_checks' / name}")
 
@@ -195,6 +193,7 @@ def cmd_stress(args) -> None:
     from cxr.evaluation.stress import stress_run, stress_table
     from cxr.inference.predictor import Predictor
     from cxr.reports.model_card import write_model_card
+    from cxr.runs.results import Stress
 
     for run in args.runs:  # runs sharing a split and preprocessing reuse the changed images
         predictor = Predictor(run, engine=args.engine, precision=args.precision)
@@ -203,15 +202,15 @@ def cmd_stress(args) -> None:
         stress_run(run, side="val", predictor=predictor, images=args.images, changes=changes)  # for `cxr compare`
         print(f"{run}:")
         print(stress_table(result))
-        worst = result["worst_photometric_auc_change"]
+        worst = result.worst_photometric_auc_change
         print(f"worst photometric change of ROC AUC: {'not run' if worst is None else f'{worst:+.3f}'}; "
-              f"shortcut probe on the run's input: {result['shortcut_probe_auc']:.3f}")
-        probe = result.get("text_probe")
-        if probe and probe["flipped_to_pneumonia"] is not None:
-            print(f"burned-in text probe: {probe['flipped_to_pneumonia']:.1%} of {probe['normal_called_normal']} "
+              f"shortcut probe on the run's input: {result.shortcut_probe_auc:.3f}")
+        probe = result.text_probe
+        if probe and probe.flipped_to_pneumonia is not None:
+            print(f"burned-in text probe: {probe.flipped_to_pneumonia:.1%} of {probe.normal_called_normal} "
                   "NORMAL X-rays called NORMAL become PNEUMONIA calls with annotations added")
-        print(f"written: {Path(run) / 'stress.json'}, {Path(run) / 'stress_val.json'}, "
-              f"{Path(run) / 'figures' / 'stress.png'}, {write_model_card(run)}\n")
+        print(f"written: {Stress.path(run)}, {Stress.path(run, 'val')}, {Path(run) / 'figures' / 'stress.png'}, "
+              f"{write_model_card(run)}\n")
 
 
 def cmd_ensemble(args) -> None:

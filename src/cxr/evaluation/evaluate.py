@@ -13,10 +13,11 @@ from cxr.data.split import read_split_csv
 from cxr.errors import DataError
 from cxr.evaluation.metrics import calibration, classification_report, full_report
 from cxr.inference.predictor import Predictor
-from cxr.runs.folder import read_history, write_json
+from cxr.runs.folder import read_history
+from cxr.runs.results import Metrics
 
 
-def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None, precision: str = "auto") -> dict:
+def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None, precision: str = "auto") -> Metrics:
     """Metrics at the run's validation threshold, or at `threshold` when the caller wants another one."""
     run_dir = Path(run_dir)
     predictor = Predictor(run_dir, threshold=threshold, precision=precision)
@@ -34,14 +35,13 @@ def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None, p
     probs = predictor.predict(part.images)
     speed = len(probs) / (time.perf_counter() - started)
 
-    report = full_report(part.labels, probs, predictor.threshold, rule, groups=_patient_groups(part))
-    report["calibration"] = calibration(part.labels, probs)
-    report["ood_flagged"] = flag_rates(predictor, part.images)
-    report.update(model=info.model, data=source, predict_images_per_s=speed, precision=predictor.precision,
-                  skipped=[[str(p), why] for p, why in skipped])
-    out = Path(out) if out else run_dir / "metrics.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, report)
+    out = Path(out) if out else run_dir / Metrics.FILE
+    report = Metrics.from_dict({
+        **full_report(part.labels, probs, predictor.threshold, rule, groups=_patient_groups(part)),
+        "calibration": calibration(part.labels, probs), "ood_flagged": flag_rates(predictor, part.images),
+        "model": info.model, "data": source, "predict_images_per_s": speed, "compute_precision": predictor.precision,
+        "skipped": [(str(p), why) for p, why in skipped]}, out)
+    report.write(out)
     with open(out.with_name(out.stem.replace("metrics", "predictions") + ".csv"), "w", newline="",
               encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.writer(f)
@@ -49,15 +49,15 @@ def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None, p
         writer.writerows([str(p), int(y), f"{q:.6f}"] for p, y, q in zip(part.paths, part.labels, probs))
 
     fig_dir = out.parent / "figures"
-    figures.confusion_matrix(report["confusion_matrix"], fig_dir / "confusion_matrix.png",
-                             f"{info.model}, threshold {report['threshold']:.3f}")
-    figures.roc_curves({info.model: (part.labels, probs, report["threshold"])}, fig_dir / "roc.png",
+    figures.confusion_matrix(report.confusion_matrix, fig_dir / "confusion_matrix.png",
+                             f"{info.model}, threshold {report.threshold:.3f}")
+    figures.roc_curves({info.model: (part.labels, probs, report.threshold)}, fig_dir / "roc.png",
                        f"ROC on {source}")
     figures.reliability(part.labels, probs, fig_dir / "reliability.png", f"{info.model} on {source}")
     if (run_dir / "history.csv").exists() and data is None:
         figures.training_curves(read_history(run_dir), fig_dir / "training_curves.png", f"{info.model}:")
         figures.sample_images(part.images, part.labels, fig_dir / "samples.png")
-    print(classification_report(part.labels, probs, report["threshold"]))
+    print(classification_report(part.labels, probs, report.threshold))
     return report
 
 

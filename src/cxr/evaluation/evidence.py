@@ -18,7 +18,7 @@ from cxr.data.split import read_split_csv
 from cxr.data.thorax import thorax_box
 from cxr.errors import DataError
 from cxr.inference.predictor import Predictor
-from cxr.runs.folder import write_json
+from cxr.runs.results import Evidence
 
 REGIONS = ("lungs", "above", "below", "beside", "border")
 BORDER = 0.10  # the outer band of every side (the preprocessing's blank frame is as wide)
@@ -54,7 +54,7 @@ def _call(label: int, called: bool) -> str:
     return CALLS[(0 if label else 1) if called else (2 if not label else 3)]
 
 
-def evidence_run(run_dir: Path, data: Path | None = None, out: Path | None = None) -> dict:
+def evidence_run(run_dir: Path, data: Path | None = None, out: Path | None = None) -> Evidence:
     """Writes evidence.json (validation) or evidence_FOLDER.json (a labelled folder) and a figure; returns it."""
     run_dir = Path(run_dir)
     if data is None:
@@ -86,7 +86,8 @@ def evidence_run(run_dir: Path, data: Path | None = None, out: Path | None = Non
     heatmaps = np.stack(heatmaps)
     calls = np.array([_call(label, c) for label, c in zip(labels, called)])
     description = explainer.description
-    result = {
+    out = Path(out or run_dir)
+    result = Evidence.from_dict({
         "run": str(run_dir), "data": source, "images": int(len(labels)), "method": description["method"],
         "layer": description["layer"], "grid": description["grid"], "members": description["members"],
         "regions": {"border": f"outer {BORDER:.0%} of every side", "lungs": "the lung-field box (cxr.data.thorax)",
@@ -97,9 +98,8 @@ def evidence_run(run_dir: Path, data: Path | None = None, out: Path | None = Non
         "by_class": {CLASSES[c]: _mean_shares([s for s, label in zip(shares, labels) if label == c]) for c in (0, 1)},
         "by_call": {call: {"images": int((calls == call).sum()),
                            "shares": _mean_shares([s for s, k in zip(shares, calls) if k == call])} for call in CALLS},
-    }
-    out = Path(out or run_dir)
-    write_json(out / f"{name}.json", result)
+    }, out / f"{name}.json")
+    result.write(out / f"{name}.json")
     mean_maps = {f"{CLASSES[c]} (true class)": heatmaps[labels == c] for c in (0, 1)}
     mean_maps.update({call: heatmaps[calls == call] for call in CALLS})
     figures.evidence_maps({k: (v.mean(axis=0) if len(v) else None, len(v)) for k, v in mean_maps.items()},
@@ -108,9 +108,9 @@ def evidence_run(run_dir: Path, data: Path | None = None, out: Path | None = Non
     return result
 
 
-def evidence_table(result: dict) -> str:
+def evidence_table(result: Evidence) -> str:
     lines = ["| class | " + " | ".join(REGIONS) + " |", "|---|" + "---|" * len(REGIONS)]
-    rows = {**result["by_class"], "(share of the image)": result.get("area")}
+    rows = {**result.by_class, "(share of the image)": result.area}
     for name, shares in rows.items():
         if shares is not None:
             lines.append(f"| {name} | " + " | ".join(f"{shares[r]:.0%}" for r in REGIONS) + " |")

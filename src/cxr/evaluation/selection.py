@@ -37,8 +37,9 @@ def from_scratch_parts(info) -> list[str]:
     return [info.model] if info.model in FROM_SCRATCH else []
 
 
-def has_conditions(stress_val: dict) -> bool:
-    return all(name in stress_val["perturbations"] for name in CONDITIONS[1:])
+def has_conditions(stress_val) -> bool:
+    """Whether a validation stress result (cxr.runs.results.Stress) holds every condition the rule reads."""
+    return all(name in stress_val.perturbations for name in CONDITIONS[1:])
 
 
 def related_training(name: str) -> str | None:
@@ -46,20 +47,20 @@ def related_training(name: str) -> str | None:
     return "framing" if name.startswith("borders_cropped") else SEEN_IN_TRAINING.get(name)
 
 
-def robust_scores(stress_val: dict, trained_against: list[str] = ()) -> dict:
-    """Worst-case balanced accuracy and ROC AUC over CONDITIONS, from a run's validation stress result;
-    `trained_against`: the training families of the run (model.json), to mark the conditions it has seen a
-    related form of."""
-    rows = [stress_val["baseline"]] + [stress_val["perturbations"][name] for name in CONDITIONS[1:]]
-    balanced = [(r["sensitivity"] + r["specificity"]) / 2 for r in rows]
+def robust_scores(stress_val, trained_against: list[str] = ()) -> dict:
+    """Worst-case balanced accuracy and ROC AUC over CONDITIONS, from a run's validation stress result
+    (cxr.runs.results.Stress); `trained_against`: the training families of the run (model.json), to mark the
+    conditions it has seen a related form of."""
+    rows = [stress_val.baseline] + [stress_val.perturbations[name] for name in CONDITIONS[1:]]
+    balanced = [r.balanced_accuracy for r in rows]
     by_condition = {}
     for name, b, r in zip(CONDITIONS, balanced, rows):
-        by_condition[name] = {"balanced_accuracy": b, "roc_auc": r["roc_auc"], "specificity": r["specificity"],
-                              "sensitivity": r["sensitivity"],
+        by_condition[name] = {"balanced_accuracy": b, "roc_auc": r.roc_auc, "specificity": r.specificity,
+                              "sensitivity": r.sensitivity,
                               "seen_in_training": related_training(name) in set(trained_against)}
     worst = int(np.argmin(balanced))
     return {"worst_balanced_accuracy": float(balanced[worst]), "worst_condition": CONDITIONS[worst],
-            "worst_roc_auc": float(min(r["roc_auc"] for r in rows)),
+            "worst_roc_auc": float(min(r.roc_auc for r in rows)),
             "worst_unseen_balanced_accuracy": float(min(
                 b for name, b in zip(CONDITIONS, balanced) if not by_condition[name]["seen_in_training"])),
             "by_condition": by_condition}

@@ -39,7 +39,7 @@ from cxr.errors import DataError
 from cxr.evaluation import accuracy_estimate, shift_tests
 from cxr.evaluation.site_check_report import site_check_markdown
 from cxr.inference.predictor import Predictor
-from cxr.runs.folder import write_json
+from cxr.runs.site_check_result import SiteCheck
 
 ALPHA = 0.01  # family-wise false-alarm rate of `shifted` on a batch of the training batch
 DIFFERENT_AUC, DIFFERENT_FLAGGED = 0.90, 0.50
@@ -215,7 +215,7 @@ def _folder(folder: Path) -> tuple[list[Path], dict | None]:
     return files, None
 
 
-def site_check(folder: Path | None, run_dir: Path, out: Path | None = None, side: str | None = None) -> dict:
+def site_check(folder: Path | None, run_dir: Path, out: Path | None = None, side: str | None = None) -> SiteCheck:
     """Writes site_check.json, site_check.md and a figure into `out` (default: the folder's name, or the side's,
     under the run's site_checks/), and returns the result. `side` (e.g. "test"): one side of the run's own split
     instead of a folder."""
@@ -239,13 +239,13 @@ def site_check(folder: Path | None, run_dir: Path, out: Path | None = None, side
                                [labels[Path(p)] for p in loaded.paths])
     train_labels = [r.label for r in split.part("train")]
     validation_flagged = float(reference.flagged.mean())
-    result = {"folder": str(folder), "run": str(run_dir), "skipped": [[str(p), why] for p, why in loaded.skipped],
-              **compare_batches(reference, candidate, predictor.threshold, float(np.mean(train_labels)),
-                                validation_flagged, Estimator.for_run(predictor, run_dir / "split.csv", reference))}
     out = Path(out) if out else run_dir / "site_checks" / (side or Path(folder).resolve().name)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "site_check.json", result)
+    result = SiteCheck.from_dict({
+        "folder": str(folder), "run": str(run_dir), "skipped": [(str(p), why) for p, why in loaded.skipped],
+        **compare_batches(reference, candidate, predictor.threshold, float(np.mean(train_labels)), validation_flagged,
+                          Estimator.for_run(predictor, run_dir / "split.csv", reference))}, out / SiteCheck.FILE)
+    result.write(out / SiteCheck.FILE)
     (out / "site_check.md").write_text(site_check_markdown(result))
     figures.site_check(reference.features, candidate.features, reference.probs, candidate.probs,
-                       predictor.threshold, out / "site_check.png", result["verdict"])
+                       predictor.threshold, out / "site_check.png", result.verdict)
     return result

@@ -20,7 +20,7 @@ from cxr.errors import UsageError
 from cxr.evaluation.metrics import binary_metrics
 from cxr.evaluation.probe import shortcut_probe
 from cxr.inference.predictor import Predictor
-from cxr.runs.folder import write_json
+from cxr.runs.results import Stress
 
 
 def _gamma(g):
@@ -143,7 +143,7 @@ _LAST_INPUTS: dict = {}
 
 
 def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predictor: Predictor | None = None,
-               images: int | None = None, changes: list[str] | None = None) -> dict:
+               images: int | None = None, changes: list[str] | None = None) -> Stress:
     """Every perturbation (or those named in `changes`) on one side of the run's split (or on `images` of its
     images, drawn within each class). The test side writes RUN/stress.json and a figure; the validation side
     (RUN/stress_val.json) is what model selection may look at."""
@@ -168,26 +168,27 @@ def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predict
         return {key: m[key] for key in SHOWN}
 
     baseline = scored("none")
-    result = {"run": str(run_dir), "side": side, "images": int(len(labels)), "sampled": images is not None,
-              "precision": predictor.precision, "threshold": predictor.threshold,
-              "preprocessing": predictor.preprocessing.to_dict(), "baseline": baseline, "perturbations": {}}
+    perturbations = {}
     for name in changes:
-        kind, metrics = PERTURBATIONS[name][0], scored(name)
-        metrics["roc_auc_change"] = metrics["roc_auc"] - baseline["roc_auc"]
-        metrics["normal_flipped"] = normal_flips(labels, probs["none"], probs[name], predictor.threshold)
-        result["perturbations"][name] = {"kind": kind, **metrics}
-    if TEXT_PROBE in probs:
-        result["text_probe"] = {"change": TEXT_PROBE, **result["perturbations"][TEXT_PROBE]["normal_flipped"]}
-    result["shortcut_probe_auc"] = shortcut_probe(inputs["none"], labels, patients)
-    photometric = [p["roc_auc_change"] for p in result["perturbations"].values() if p["kind"] == "photometric"]
-    result["worst_photometric_auc_change"] = min(photometric, default=None)  # None: no photometric change run
-    result["mean_roc_auc"] = float(np.mean([baseline["roc_auc"]] + [
-        p["roc_auc"] for p in result["perturbations"].values()]))
+        metrics = scored(name)
+        perturbations[name] = {"kind": PERTURBATIONS[name][0], **metrics,
+                               "roc_auc_change": metrics["roc_auc"] - baseline["roc_auc"],
+                               "normal_flipped": normal_flips(labels, probs["none"], probs[name], predictor.threshold)}
+    photometric = [p["roc_auc_change"] for p in perturbations.values() if p["kind"] == "photometric"]
+    path = Stress.path(run_dir, side)
+    result = Stress.from_dict({
+        "run": str(run_dir), "side": side, "images": int(len(labels)), "sampled": images is not None,
+        "precision": predictor.precision, "threshold": predictor.threshold, "preprocessing": predictor.preprocessing,
+        "baseline": baseline, "perturbations": perturbations,
+        "text_probe": {"change": TEXT_PROBE, **perturbations[TEXT_PROBE]["normal_flipped"]}
+        if TEXT_PROBE in perturbations else None,
+        "shortcut_probe_auc": shortcut_probe(inputs["none"], labels, patients),
+        "worst_photometric_auc_change": min(photometric, default=None),
+        "mean_roc_auc": float(np.mean([baseline["roc_auc"]] + [p["roc_auc"] for p in perturbations.values()]))},
+        path)
+    result.write(path)
     if side == "test":
-        write_json(run_dir / "stress.json", result)
         figures.stress_chart(result, run_dir / "figures" / "stress.png")
-    else:
-        write_json(run_dir / f"stress_{side}.json", result)
     return result
 
 
@@ -202,14 +203,13 @@ def normal_flips(labels, before, after, threshold: float) -> dict:
             "mean_probability_change": float(np.mean(after[called_normal] - before[called_normal]))}
 
 
-def stress_table(result: dict) -> str:
+def stress_table(result: Stress) -> str:
     lines = ["| change | kind | ROC AUC | ΔAUC | accuracy | sensitivity | specificity | NORMAL flipped |",
              "|---|---|---|---|---|---|---|---|"]
-    rows = {"none": {"kind": "", **result["baseline"]}, **result["perturbations"]}
-    for name, p in rows.items():
-        change = f"{p['roc_auc_change']:+.3f}" if "roc_auc_change" in p else ""
-        flipped = (p.get("normal_flipped") or {}).get("flipped_to_pneumonia")  # older results lack it
-        lines.append(f"| {name} | {p['kind']} | {p['roc_auc']:.3f} | {change} | {p['accuracy']:.3f} "
-                     f"| {p['sensitivity']:.3f} | {p['specificity']:.3f} | "
+    for name, p in {"none": result.baseline, **result.perturbations}.items():
+        change = "" if p.roc_auc_change is None else f"{p.roc_auc_change:+.3f}"
+        flipped = p.normal_flipped.flipped_to_pneumonia if p.normal_flipped else None  # older results lack it
+        lines.append(f"| {name} | {p.kind} | {p.roc_auc:.3f} | {change} | {p.accuracy:.3f} "
+                     f"| {p.sensitivity:.3f} | {p.specificity:.3f} | "
                      f"{'' if flipped is None else f'{flipped:.3f}'} |")
     return "\n".join(lines) + "\n"

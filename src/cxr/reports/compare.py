@@ -17,10 +17,10 @@ from cxr import figures
 from cxr.errors import UsageError
 from cxr.evaluation import selection
 from cxr.evaluation.stress import PERTURBATIONS
-from cxr.reports.model_card import fmt_ci
-from cxr.runs.folder import read_history, read_json, write_json
-from cxr.runs.info import RunInfo
+from cxr.runs.folder import read_history, write_json
+from cxr.runs.info import INFO_FILE, RunInfo
 from cxr.runs.record import TrainingRecord
+from cxr.runs.results import Metrics, Stress
 from cxr.runs.settings import config_from_run
 
 COLUMNS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc")
@@ -36,7 +36,7 @@ def _load(run_dir: Path) -> dict:
         "dir": run_dir,
         "info": (info := RunInfo.read(run_dir)),
         "scratch": selection.from_scratch_parts(info),
-        "metrics": read_json(run_dir / "metrics.json"),
+        "metrics": Metrics.read(run_dir),
         "training": TrainingRecord.read(run_dir),
         "history": history,
         "best_val_loss": float(history["val_loss"][best]),
@@ -71,9 +71,9 @@ def _table(runs: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         m, t = r["metrics"], r["training"]
-        cells = [r["name"], r["info"].model, *(fmt_ci(m, c) for c in COLUMNS), f"{m['threshold']:.3f}",
+        cells = [r["name"], r["info"].model, *(m.with_interval(c) for c in COLUMNS), f"{m.threshold:.3f}",
                  f"{r['info'].parameters or 0:,}", _mflops(r["info"]), f"{t.train_seconds:.0f}", str(t.epochs_run),
-                 f"{m['predict_images_per_s']:.0f}"]
+                 "n/a" if m.predict_images_per_s is None else f"{m.predict_images_per_s:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -90,17 +90,17 @@ def _curves_figure(runs, path: Path) -> Path:
 def _confusion_figure(runs, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(runs), figsize=(3.8 * len(runs), 3.4), squeeze=False)
     for ax, r in zip(axes[0], runs):
-        figures.draw_confusion(ax, r["metrics"]["confusion_matrix"], f"{r['name']} (t={r['metrics']['threshold']:.2f})")
+        figures.draw_confusion(ax, r["metrics"].confusion_matrix, f"{r['name']} (t={r['metrics'].threshold:.2f})")
     fig.tight_layout()
     return figures.save(fig, path)
 
 
-def _validation_stress(run_dir: Path) -> dict:
+def _validation_stress(run_dir: Path) -> Stress:
     """The run's validation stress result (`cxr stress`), which the choice of the served run reads."""
-    saved = run_dir / "stress_val.json"
-    result = read_json(saved) if saved.exists() else None
+    saved = Stress.path(run_dir, "val")
+    result = Stress.read(saved) if saved.exists() else None
     if result is None or not selection.has_conditions(result) \
-            or saved.stat().st_mtime < (run_dir / "model.json").stat().st_mtime:
+            or saved.stat().st_mtime < (run_dir / INFO_FILE).stat().st_mtime:
         raise UsageError(f"{run_dir}: no validation stress result for the conditions the choice reads (or one older "
                          f"than the model); run `cxr stress --changes selection {run_dir}` first")
     return result
@@ -153,12 +153,11 @@ def _stress_summary(runs) -> str:
     lines = ["| run | unchanged AUC | worst photometric ΔAUC | worst geometric ΔAUC | shortcut probe AUC |",
              "|---|---|---|---|---|"]
     for r in runs:
-        stress = read_json(r["dir"] / "stress.json")
-        worst = [min((p["roc_auc_change"] for p in stress["perturbations"].values() if p["kind"] == kind),
+        stress = Stress.read_side(r["dir"])
+        worst = [min((p.roc_auc_change for p in stress.perturbations.values() if p.kind == kind),
                      default=None) for kind in ("photometric", "geometric")]
         shown = " | ".join("not run" if w is None else f"{w:+.3f}" for w in worst)
-        lines.append(f"| {r['name']} | {stress['baseline']['roc_auc']:.3f} | {shown} "
-                     f"| {stress['shortcut_probe_auc']:.3f} |")
+        lines.append(f"| {r['name']} | {stress.baseline.roc_auc:.3f} | {shown} | {stress.shortcut_probe_auc:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -168,10 +167,10 @@ def _stress_figure(runs, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(names) + 1.6))
     height = 0.8 / len(runs)
     for i, r in enumerate(runs):
-        stress = read_json(r["dir"] / "stress.json")
-        values = [stress["perturbations"].get(n, {}).get("roc_auc", np.nan) for n in names]  # nan: not run
+        stress = Stress.read_side(r["dir"])
+        values = [stress.perturbations[n].roc_auc if n in stress.perturbations else np.nan for n in names]  # not run
         bars = ax.barh(np.arange(len(names)) + i * height, values, height, label=r["name"])
-        ax.axvline(stress["baseline"]["roc_auc"], color=bars.patches[0].get_facecolor(), ls="--", lw=1)
+        ax.axvline(stress.baseline.roc_auc, color=bars.patches[0].get_facecolor(), ls="--", lw=1)
     ax.set_yticks(np.arange(len(names)) + height * (len(runs) - 1) / 2, names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0.5, 1.0)
@@ -226,7 +225,7 @@ def compare(run_dirs: list[Path], out_dir: Path, serve_from_scratch: bool = Fals
         "Training curves": _curves_figure(runs, fig_dir / "training_curves.png"),
         "Confusion matrices (test)": _confusion_figure(runs, fig_dir / "confusion_matrices.png"),
         "ROC curves (test)": figures.roc_curves(
-            {r["name"]: (r["labels"], r["probs"], r["metrics"]["threshold"]) for r in runs},
+            {r["name"]: (r["labels"], r["probs"], r["metrics"].threshold) for r in runs},
             fig_dir / "roc_curves.png", "ROC on test"),
     }
     # The model to serve is picked on validation only, never on the test numbers shown above.
@@ -236,7 +235,7 @@ def compare(run_dirs: list[Path], out_dir: Path, serve_from_scratch: bool = Fals
                                                                      r["info"].trained_against)
     best = next(r for r in runs if r["name"] == selection.choose({name: scores[name] for name in candidates}))
     notes = _notes(runs, best, candidates)
-    stressed = [r for r in runs if (r["dir"] / "stress.json").exists()]
+    stressed = [r for r in runs if Stress.path(r["dir"]).exists()]
     if stressed:
         figure_paths["Stress test (test split)"] = _stress_figure(stressed, fig_dir / "stress.png")
     table = _table(runs)
@@ -262,8 +261,8 @@ def compare(run_dirs: list[Path], out_dir: Path, serve_from_scratch: bool = Fals
         {"run": str(r["dir"]), "model": r["info"].model, "best_val_loss": r["best_val_loss"],
          "from_scratch": r["scratch"], "candidate": r["name"] in candidates,
          "validation_selection": r["selection"],
-         **{c: r["metrics"][c] for c in (*COLUMNS, "threshold", "predict_images_per_s")},
-         "ci95": r["metrics"]["ci95"], "train_seconds": r["training"].train_seconds}
+         **{c: getattr(r["metrics"], c) for c in (*COLUMNS, "threshold", "predict_images_per_s")},
+         "ci95": r["metrics"].ci95, "train_seconds": r["training"].train_seconds}
         for r in runs
     ])
     return out_dir / "report.html"

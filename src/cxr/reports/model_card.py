@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from cxr.evaluation import selection
-from cxr.runs.folder import read_json
 from cxr.runs.info import RunInfo
 from cxr.runs.record import TrainingRecord
+from cxr.runs.results import Evidence, Metrics, Stress
 
 INTENDED_USE = (
     "Research and teaching: screening-style triage of pediatric (1-5 years) frontal chest X-rays into NORMAL or "
@@ -22,12 +22,6 @@ LIMITATIONS = [
     "Probabilities are calibrated on the validation split (temperature scaling); calibration on other data "
     "is not guaranteed.",
 ]
-
-
-def fmt_ci(metrics: dict, name: str) -> str:
-    """A metric with its 95% interval, as every table of cxr shows it."""
-    lo, hi = metrics["ci95"][name]
-    return f"{metrics[name]:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def _members(info: RunInfo) -> list[str]:
@@ -65,7 +59,7 @@ def _model_section(info: RunInfo, training: TrainingRecord) -> list[str]:
             _servable(info), ""]
 
 
-def _validation_section(stress_val: dict, info: RunInfo) -> list[str]:
+def _validation_section(stress_val: Stress, info: RunInfo) -> list[str]:
     scores = selection.robust_scores(stress_val, info.trained_against)
     return ["## Validation under framing and acquisition changes (what the choices above look at)", "",
             "Each condition applied to every validation X-ray; \"trained against\": the run saw a related "
@@ -79,32 +73,31 @@ def _validation_section(stress_val: dict, info: RunInfo) -> list[str]:
             f"{scores['worst_balanced_accuracy']:.3f}).", ""]
 
 
-def _metrics_section(metrics: dict) -> list[str]:
-    lines = [f"## Metrics on {metrics['data']} (n = {metrics['n']}, 95% intervals resampling "
-             f"{metrics.get('ci95_resamples', 'images')})", "",
-             "| accuracy | sensitivity | specificity | F1 | ROC AUC |", "|---|---|---|---|---|",
-             "| " + " | ".join(fmt_ci(metrics, m) for m in ("accuracy", "sensitivity", "specificity", "f1", "roc_auc"))
-             + " |", ""]
-    if "calibration" in metrics:
-        c = metrics["calibration"]
-        lines += [f"Calibration on this split: Brier {c['brier']:.3f}, ECE {c['ece']:.3f}.", ""]
+def _metrics_section(metrics: Metrics) -> list[str]:
+    lines = [f"## Metrics on {metrics.data} (n = {metrics.n}, 95% intervals resampling {metrics.ci95_resamples})",
+             "", "| accuracy | sensitivity | specificity | F1 | ROC AUC |", "|---|---|---|---|---|",
+             "| " + " | ".join(metrics.with_interval(m) for m in ("accuracy", "sensitivity", "specificity", "f1",
+                                                                 "roc_auc")) + " |", ""]
+    if metrics.calibration is not None:
+        c = metrics.calibration
+        lines += [f"Calibration on this split: Brier {c.brier:.3f}, ECE {c.ece:.3f}.", ""]
     return lines
 
 
-def _stress_section(stress: dict) -> list[str]:
+def _stress_section(stress: Stress) -> list[str]:
     from cxr.evaluation.stress import stress_table
 
     return ["## Stress test (acquisition-like changes before preprocessing, test split)", "", stress_table(stress),
-            f"Shortcut probe on this model's input: ROC AUC {stress['shortcut_probe_auc']:.3f} (0.5: no cue).", ""]
+            f"Shortcut probe on this model's input: ROC AUC {stress.shortcut_probe_auc:.3f} (0.5: no cue).", ""]
 
 
-def _evidence_section(evidence: dict) -> list[str]:
+def _evidence_section(evidence: Evidence) -> list[str]:
     from cxr.evaluation.evidence import evidence_table
 
     return ["## Where the evidence lies (`cxr evidence`, validation split)", "",
-            f"Share of each evidence map's positive weight, by true class ({evidence['method']}, grid "
-            f"{evidence['grid'][0]} x {evidence['grid'][1]}; lung box found on "
-            f"{evidence['lung_box_found']:.0%} of the X-rays, the whole image inside the border elsewhere):",
+            f"Share of each evidence map's positive weight, by true class ({evidence.method}, grid "
+            f"{evidence.grid[0]} x {evidence.grid[1]}; lung box found on "
+            f"{evidence.lung_box_found:.0%} of the X-rays, the whole image inside the border elsewhere):",
             "", evidence_table(evidence)]
 
 
@@ -114,14 +107,15 @@ def write_model_card(run_dir: Path) -> Path:
     info, training = RunInfo.read(run_dir), TrainingRecord.read(run_dir)
     lines = [f"# Model card: {run_dir.name} ({info.model})", "", "## Intended use", "", INTENDED_USE, "",
              *_model_section(info, training)]
-    stress_val = run_dir / "stress_val.json"
-    if stress_val.exists() and selection.has_conditions(read_json(stress_val)):
-        lines += _validation_section(read_json(stress_val), info)
-    lines += _metrics_section(read_json(run_dir / "metrics.json"))
-    if (run_dir / "stress.json").exists():
-        lines += _stress_section(read_json(run_dir / "stress.json"))
-    if (run_dir / "evidence.json").exists():
-        lines += _evidence_section(read_json(run_dir / "evidence.json"))
+    if Stress.path(run_dir, "val").exists():
+        stress_val = Stress.read_side(run_dir, "val")
+        if selection.has_conditions(stress_val):
+            lines += _validation_section(stress_val, info)
+    lines += _metrics_section(Metrics.read(run_dir))
+    if Stress.path(run_dir).exists():
+        lines += _stress_section(Stress.read_side(run_dir))
+    if (run_dir / Evidence.FILE).exists():
+        lines += _evidence_section(Evidence.read(run_dir))
     lines += ["## Limitations", "", *(f"- {item}" for item in LIMITATIONS), ""]
     path = run_dir / "MODEL_CARD.md"
     path.write_text("\n".join(lines))

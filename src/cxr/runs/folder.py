@@ -13,11 +13,13 @@ Run folder layout:
   model.onnx       after `cxr export`, with model.onnx.json (its hash, the same contract)
   summary.txt      layer summary
   training.json    wall times, epochs, skipped files
-  metrics.json     evaluation on the run's test split; predictions.csv, figures/ beside it
+  metrics.json     evaluation on the run's test split (cxr.runs.results.Metrics); predictions.csv, figures/
   MODEL_CARD.md    what the model is, how it was chosen and how it did, for a reader
-  stress.json      after `cxr stress`: the test split under each change (stress_val.json: validation's)
-  evidence.json    after `cxr evidence`: where the evidence maps put their weight, per class
-  site_checks/     after `cxr site-check`: one folder per batch checked
+  stress.json      after `cxr stress`: the test split under each change (stress_val.json: validation's;
+                   cxr.runs.results.Stress)
+  evidence.json    after `cxr evidence`: where the evidence maps put their weight, per class (results.Evidence)
+  site_checks/     after `cxr site-check`: one folder per batch checked, each with site_check.json
+                   (cxr.runs.site_check_result.SiteCheck), site_check.md and a figure
   checkpoints/     last epoch + early-stopping state, for --resume (removed when training ends)
 """
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cxr.errors import UsageError
 from cxr.runs.folder import read_history
-from cxr.runs.info import RunInfo
+from cxr.runs.info import INFO_FILE, RunInfo
 from cxr.runs.settings import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def _trial_row(run: Path, result, grid: dict) -> dict:
         return row
     history = read_history(run)
     best = min(range(len(history["val_loss"])), key=lambda i: history["val_loss"][i])
-    finished = (run / "model.json").exists()
+    finished = (run / INFO_FILE).exists()
     row.update(epochs=len(history["val_loss"]), best_val_loss=history["val_loss"][best],
                val_auc_at_best=history.get("val_auc", [math.nan] * (best + 1))[best],
                status="finished" if finished else ("failed" if result.error else "stopped early by ASHA"))
