@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -169,7 +170,9 @@ def bench_transfer(x, y, head_epochs: int, sample: int) -> dict:
 
 
 def _step_name(command: str) -> str:
-    """'train cnn_aug', 'stress cnn vgg16', ...: a `cxr -q` command line as make echoes it, shortened."""
+    """'train cnn_aug', 'stress cnn vgg16', ...: a `cxr -q` command line as make echoes it, shortened. A run
+    given as `$(cat FILE)` (the demo's served run, reports/demo/best_run.txt) is the run FILE names."""
+    command = re.sub(r"\$\(cat (\S+)\)", lambda m: (ROOT / m.group(1)).read_text().strip(), command)
     words = command.split(" -q ", 1)[1].split()
     if words[0] in ("train", "ensemble"):
         return f"{words[0]} {Path(words[words.index('--out') + 1]).name}"
