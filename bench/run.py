@@ -170,9 +170,8 @@ def bench_transfer(x, y, head_epochs: int, sample: int) -> dict:
 
 
 def _step_name(command: str) -> str:
-    """'train cnn_aug', 'stress cnn vgg16', ...: a `cxr -q` command line as make echoes it, shortened. A run
-    given as `$(cat FILE)` (the demo's served run, reports/demo/best_run.txt) is the run FILE names."""
-    command = re.sub(r"\$\(cat (\S+)\)", lambda m: (ROOT / m.group(1)).read_text().strip(), command)
+    """'train cnn_aug', 'stress cnn vgg16', ...: a `cxr -q` command line as make echoes it, shortened."""
+    command = re.sub(r"\$\(cat (\S+)\)", lambda m: (ROOT / m.group(1)).read_text().strip(), command)  # served run
     words = command.split(" -q ", 1)[1].split()
     if words[0] in ("train", "ensemble"):
         return f"{words[0]} {Path(words[words.index('--out') + 1]).name}"
@@ -265,7 +264,6 @@ def main():
         from load import load_test
 
         results["load"] = load_test(args.run)
-
     if "ray" not in skip and (args.run / "model.keras").exists():
         print("Ray batch prediction, 1 and 2 workers ...", flush=True)
         from scale import bench_ray_predict
@@ -286,7 +284,6 @@ def main():
         from scale import bench_sweep_overhead
 
         results["sweep"] = bench_sweep_overhead(args.data)
-
     out = ROOT / "bench" / "results.json"
     if out.exists():  # sections skipped this time keep their last measurement, marked as such
         for key, value in json.loads(out.read_text()).items():

@@ -113,5 +113,5 @@ def test_runs_sharing_split_and_preprocessing_decode_each_side_once(trained_run,
     for run in (one, twin):  # as `cxr stress RUN RUN` does: test, then validation, run after run
         predictor = Predictor(run, precision="float32")
         for side in ("test", "val"):
-            sides[side] = stress.stress_run(run, side=side, predictor=predictor, images=8)["images"]
+            sides[side] = stress.stress_run(run, side=side, predictor=predictor, images=8).images
     assert len(decoded) == sides["test"] + sides["val"]
