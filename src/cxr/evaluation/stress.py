@@ -175,7 +175,6 @@ def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predict
                                "roc_auc_change": metrics["roc_auc"] - baseline["roc_auc"],
                                "normal_flipped": normal_flips(labels, probs["none"], probs[name], predictor.threshold)}
     photometric = [p["roc_auc_change"] for p in perturbations.values() if p["kind"] == "photometric"]
-    path = Stress.path(run_dir, side)
     result = Stress.from_dict({
         "run": str(run_dir), "side": side, "images": int(len(labels)), "sampled": images is not None,
         "precision": predictor.precision, "threshold": predictor.threshold, "preprocessing": predictor.preprocessing,
@@ -185,8 +184,8 @@ def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predict
         "shortcut_probe_auc": shortcut_probe(inputs["none"], labels, patients),
         "worst_photometric_auc_change": min(photometric, default=None),
         "mean_roc_auc": float(np.mean([baseline["roc_auc"]] + [p["roc_auc"] for p in perturbations.values()]))},
-        path)
-    result.write(path)
+        Stress.path(run_dir, side))
+    result.write_side(run_dir)
     if side == "test":
         figures.stress_chart(result, run_dir / "figures" / "stress.png")
     return result
