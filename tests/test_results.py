@@ -35,7 +35,7 @@ def _metrics_dict() -> dict:
 
 def test_metrics_written_read_back_equal_with_every_metric_and_its_interval(tmp_path):
     written = Metrics.from_dict(_metrics_dict(), "memory")
-    path = written.write(tmp_path)
+    path = written.write(tmp_path / Metrics.FILE)
     assert path == tmp_path / "metrics.json"
     read = Metrics.read(tmp_path)
     assert read == written and read.at_half.threshold == 0.5 and read.ci95_resamples.startswith("images")
@@ -63,14 +63,15 @@ def test_stress_reads_its_first_form_and_writes_each_side_to_its_own_file(tmp_pa
     gamma = first.perturbations["gamma_0.7"]
     assert gamma.kind == "photometric" and gamma.normal_flipped is None and first.text_probe is None
     assert first.preprocessing.size == 64 and first.baseline.balanced_accuracy == pytest.approx(0.85)
-    val = Stress.from_dict({**FIRST_STRESS, "side": "val"}, "memory")
-    assert val.write_side(tmp_path) == tmp_path / "stress_val.json"
+    assert Stress.path(tmp_path, "val") == tmp_path / "stress_val.json"
+    val = Stress.create({**FIRST_STRESS, "side": "val"}, Stress.path(tmp_path, "val"))
     assert Stress.read_side(tmp_path, "val") == val and Stress.read_side(tmp_path) == first
 
 
 def test_evidence_and_site_check_round_trip(tmp_path):
     evidence = Evidence.from_dict(EVIDENCE, "memory")
-    assert Evidence.read(evidence.write(tmp_path)) == evidence and evidence.by_class["PNEUMONIA"] is None
+    assert Evidence.read(evidence.write(tmp_path / Evidence.FILE)) == evidence
+    assert evidence.by_class["PNEUMONIA"] is None
     check = SiteCheck.from_dict(
         {"folder": "site", "run": "runs/x", "verdict": "same", "why": "no test tells it apart", "images": 30,
          "validation_images": 60, "guard_rate": 0.0, "validation_guard_rate": 0.01, "alpha": 0.05,
@@ -80,7 +81,7 @@ def test_evidence_and_site_check_round_trip(tmp_path):
                           "validation_predicted_prevalence": 0.72, "training_prevalence": 0.73},
          "acquisition": {"mean": {"validation_median": 120.0, "folder_median": 121.0, "ks": 0.1, "p_value": 0.9}},
          "p_values": {"guard rate": 1.0}, "estimated_accuracy": 0.9, "estimate_note": "ATC alone"}, "memory")
-    assert SiteCheck.read(check.write(tmp_path / "check")) == check
+    assert SiteCheck.read(check.write(tmp_path / "check" / SiteCheck.FILE)) == check
     assert check.estimate is None and check.accuracy is None and check.acquisition["mean"].folder_median == 121.0
 
 

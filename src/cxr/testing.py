@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-from cxr.runs.results import Metrics, Stress
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -186,6 +184,8 @@ def use_run(run: Path, work: Path, env=None, files: list[Path] = FILES, labelled
             stress: bool = True, ray: bool = True) -> dict:
     """Every surface on a finished run, each in a new process; {step: what it showed}. Raises on a failure.
     `stress`, `ray`: False leaves out a step whose code does not depend on the kind and is tested elsewhere."""
+    from cxr.runs.results import Metrics, Stress
+
     work.mkdir(parents=True, exist_ok=True)
     steps = {}
     metrics = work / Metrics.FILE

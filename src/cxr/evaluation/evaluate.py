@@ -36,12 +36,11 @@ def evaluate_run(run_dir, data=None, out=None, threshold: float | None = None, p
     speed = len(probs) / (time.perf_counter() - started)
 
     out = Path(out) if out else run_dir / Metrics.FILE
-    report = Metrics.from_dict({
+    report = Metrics.create({
         **full_report(part.labels, probs, predictor.threshold, rule, groups=_patient_groups(part)),
         "calibration": calibration(part.labels, probs), "ood_flagged": flag_rates(predictor, part.images),
         "model": info.model, "data": source, "predict_images_per_s": speed, "compute_precision": predictor.precision,
         "skipped": [(str(p), why) for p, why in skipped]}, out)
-    report.write(out)
     with open(out.with_name(out.stem.replace("metrics", "predictions") + ".csv"), "w", newline="",
               encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.writer(f)

@@ -87,7 +87,7 @@ def evidence_run(run_dir: Path, data: Path | None = None, out: Path | None = Non
     calls = np.array([_call(label, c) for label, c in zip(labels, called)])
     description = explainer.description
     out = Path(out or run_dir)
-    result = Evidence.from_dict({
+    result = Evidence.create({
         "run": str(run_dir), "data": source, "images": int(len(labels)), "method": description["method"],
         "layer": description["layer"], "grid": description["grid"], "members": description["members"],
         "regions": {"border": f"outer {BORDER:.0%} of every side", "lungs": "the lung-field box (cxr.data.thorax)",
@@ -99,7 +99,6 @@ def evidence_run(run_dir: Path, data: Path | None = None, out: Path | None = Non
         "by_call": {call: {"images": int((calls == call).sum()),
                            "shares": _mean_shares([s for s, k in zip(shares, calls) if k == call])} for call in CALLS},
     }, out / f"{name}.json")
-    result.write(out / f"{name}.json")
     mean_maps = {f"{CLASSES[c]} (true class)": heatmaps[labels == c] for c in (0, 1)}
     mean_maps.update({call: heatmaps[calls == call] for call in CALLS})
     figures.evidence_maps({k: (v.mean(axis=0) if len(v) else None, len(v)) for k, v in mean_maps.items()},

@@ -240,11 +240,10 @@ def site_check(folder: Path | None, run_dir: Path, out: Path | None = None, side
     train_labels = [r.label for r in split.part("train")]
     validation_flagged = float(reference.flagged.mean())
     out = Path(out) if out else run_dir / "site_checks" / (side or Path(folder).resolve().name)
-    result = SiteCheck.from_dict({
+    result = SiteCheck.create({
         "folder": str(folder), "run": str(run_dir), "skipped": [(str(p), why) for p, why in loaded.skipped],
         **compare_batches(reference, candidate, predictor.threshold, float(np.mean(train_labels)), validation_flagged,
                           Estimator.for_run(predictor, run_dir / "split.csv", reference))}, out / SiteCheck.FILE)
-    result.write(out / SiteCheck.FILE)
     (out / "site_check.md").write_text(site_check_markdown(result))
     figures.site_check(reference.features, candidate.features, reference.probs, candidate.probs,
                        predictor.threshold, out / "site_check.png", result.verdict)

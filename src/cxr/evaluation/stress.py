@@ -175,7 +175,7 @@ def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predict
                                "roc_auc_change": metrics["roc_auc"] - baseline["roc_auc"],
                                "normal_flipped": normal_flips(labels, probs["none"], probs[name], predictor.threshold)}
     photometric = [p["roc_auc_change"] for p in perturbations.values() if p["kind"] == "photometric"]
-    result = Stress.from_dict({
+    result = Stress.create({
         "run": str(run_dir), "side": side, "images": int(len(labels)), "sampled": images is not None,
         "precision": predictor.precision, "threshold": predictor.threshold, "preprocessing": predictor.preprocessing,
         "baseline": baseline, "perturbations": perturbations,
@@ -185,7 +185,6 @@ def stress_run(run_dir: Path, side: str = "test", engine: str = "keras", predict
         "worst_photometric_auc_change": min(photometric, default=None),
         "mean_roc_auc": float(np.mean([baseline["roc_auc"]] + [p["roc_auc"] for p in perturbations.values()]))},
         Stress.path(run_dir, side))
-    result.write_side(run_dir)
     if side == "test":
         figures.stress_chart(result, run_dir / "figures" / "stress.png")
     return result

@@ -28,6 +28,13 @@ class ResultFile:
     FILE: ClassVar[str]
 
     @classmethod
+    def create(cls, raw: dict, path: Path) -> Self:
+        """A producer's result, validated and written to `path`."""
+        result = cls.from_dict(raw, path)
+        result.write(path)
+        return result
+
+    @classmethod
     def from_dict(cls, raw: dict, source: Path | str) -> Self:
         try:
             return _adapter(cls).validate_python(cls._upgrade(dict(raw)))
@@ -56,10 +63,8 @@ class ResultFile:
         return _adapter(type(self)).dump_python(self, by_alias=True)
 
     def write(self, path: Path) -> Path:
-        """The one writer: to `path`, or to this kind's file in the run folder `path`."""
+        """The one writer."""
         path = Path(path)
-        if path.is_dir() or not path.suffix:
-            path = path / self.FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, self.to_dict())
         return path

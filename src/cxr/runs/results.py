@@ -39,10 +39,6 @@ class Scores:
     precision: float = float("nan")  # positive predictive value
     pr_auc: float = float("nan")
 
-    @property
-    def balanced_accuracy(self) -> float:
-        return (self.sensitivity + self.specificity) / 2
-
 
 @dataclass(frozen=True)
 class Calibration:
@@ -145,9 +141,6 @@ class Stress(ResultFile):
     @classmethod
     def read_side(cls, run_dir: Path, side: str = "test") -> Self:
         return cls.read(cls.path(run_dir, side))
-
-    def write_side(self, run_dir: Path) -> Path:
-        return self.write(self.path(run_dir, self.side))
 
 
 # --- evidence.json --------------------------------------------------------------------------------------------
