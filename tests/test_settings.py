@@ -21,6 +21,7 @@ def test_every_setting_with_a_flag_reaches_the_config(tmp_path):
     cfg = training_config(args)
     assert (cfg.model, cfg.size, cfg.learning_rate, cfg.split_seed, cfg.seed) == ("cnn_aug", 64, 0.01, 7, 3)
     assert (cfg.framing, cfg.framed_validation, cfg.weights, cfg.devices) == ("targeted", False, "w.h5", "all")
-    assert training_config(parser().parse_args(["train", "--out", "r", "--seed", "5"])).split_seed == 5
+    args = parser().parse_args(["train", "--out", "r", "--data", str(tmp_path), "--seed", "5"])
+    assert training_config(args).split_seed == 5
     flagged = {f.name for f in dataclasses.fields(TrainConfig) if "help" in f.metadata}
     assert flagged == {f.name for f in dataclasses.fields(TrainConfig)} - {"fractions"}

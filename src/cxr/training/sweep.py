@@ -69,7 +69,8 @@ def run_sweep(config_path: Path, out: Path, address: str | None = None) -> Path:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    base.setdefault("data", str(default_data_dir()))
+    if "data" not in base:  # not setdefault: that would look for the default folder even when one is given
+        base["data"] = str(default_data_dir())
     out = Path(out).resolve()
     (out / "trials").mkdir(parents=True, exist_ok=True)
     (out / "sweep.toml").write_text(Path(config_path).read_text())
