@@ -44,3 +44,28 @@ def test_every_prediction_carries_the_check_and_noise_is_flagged(trained_run, tm
     assert rows[str(noise)]["ood"] == "True"
     xrays = [row for path, row in rows.items() if path != str(noise)]
     assert len(xrays) == 40 and sum(row["ood"] == "True" for row in xrays) <= 4  # guard fitted on ~80 images
+
+
+def test_a_frozen_base_gives_its_guard_features_from_the_one_pass_its_head_trains_on():
+    """`train vgg16` fits its feature guard on the outputs the base gave for the head (no second pass over the
+    training split): they must be the features the run computes for every X-ray it checks later."""
+    from types import SimpleNamespace
+
+    from cxr.inference.features import FeatureExtractor
+    from cxr.models import build
+    from cxr.training.frozen_features import cached_features
+    from cxr.training.guards import frozen_base_blocks
+
+    built = build("vgg16", 32, pretrained=False)
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 1), dtype=np.uint8)
+    cfg = SimpleNamespace(model="vgg16", size=32)
+    fresh = cached_features(built, images, cfg)
+    cached = cached_features(built, images, cfg)  # the second time from the cache
+    np.testing.assert_array_equal(fresh.features, cached.features)
+    np.testing.assert_array_equal(fresh.held_means, cached.held_means)
+    expected = FeatureExtractor([(built.model, 32)], 32)(images)
+    got = frozen_base_blocks(built.model, cached)
+    for block in ("penultimate", "intermediate"):
+        assert got[block].shape == expected[block].shape
+        np.testing.assert_allclose(got[block], expected[block], rtol=2e-3, atol=2e-3 * np.abs(expected[block]).max())
+    assert np.abs(expected["intermediate"]).max() > 0  # a layer that computes something, not a blank

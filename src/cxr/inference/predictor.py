@@ -66,10 +66,14 @@ class Predictor:
         self.model, self.precision = model, resolve_precision(precision)
         if self.info.is_ensemble:  # an ensemble has no single architecture to rebuild in another precision
             self.precision = "float32"
-        fast = model
-        if self.precision == "mixed_bfloat16":  # 3x faster on bfloat16 CPUs; probabilities move ~1e-3
-            fast = copy_in_precision(self.info.model, self.info.size, model, "mixed_bfloat16")
-        self._run = _compiled(inference_model(fast, self.info.size, self.info.outputs_logits), self.info.size)
+        forms = _forms_of(model)
+        key = (self.precision, self.info.outputs_logits)
+        if key not in forms:
+            fast = model
+            if self.precision == "mixed_bfloat16":  # 3x faster on bfloat16 CPUs; probabilities move ~1e-3
+                fast = copy_in_precision(self.info.model, self.info.size, model, "mixed_bfloat16")
+            forms[key] = _compiled(inference_model(fast, self.info.size, self.info.outputs_logits), self.info.size)
+        self._run = forms[key]
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities for images already preprocessed by this run's preprocessing."""
@@ -121,7 +125,10 @@ class Predictor:
         if self._features is None:
             from cxr.inference.features import FeatureExtractor
 
-            self._features = FeatureExtractor(self.members(), self.size)
+            forms = _forms_of(self.model)
+            if "features" not in forms:
+                forms["features"] = FeatureExtractor(self.members(), self.size)
+            self._features = forms["features"]
         blocks = self._features(images)
         if self.feature_guard is not None and self.feature_guard.population:
             from cxr.inference.population import population_features
@@ -149,6 +156,20 @@ class Predictor:
 
     def label(self, prob: float) -> str:
         return self.info.classes[int(prob >= self.threshold)]
+
+
+# The compiled forms (a copy in another precision, the inference graph, the feature extractor) of the last few
+# models: training calibrates, guards and evaluates the model it saved, and each Predictor of the same model would
+# otherwise rebuild and retrace them (seconds each for DenseNet121).
+_FORMS: dict = {}  # id(model) -> (model, {form: ...}); the model is held, so its id is not reused meanwhile
+
+
+def _forms_of(model) -> dict:
+    if _FORMS.get(id(model), (None,))[0] is not model:
+        if len(_FORMS) >= 8:
+            del _FORMS[next(iter(_FORMS))]
+        _FORMS[id(model)] = (model, {})
+    return _FORMS[id(model)][1]
 
 
 def _compiled(model, size: int):

@@ -64,9 +64,29 @@ class Replay:
         The logit, not the probability: a confident model's sigmoid saturates to exactly 1.0 in float32,
         and its gradient to exactly zero.
         """
-        held, h = None, x
         *body, (dense, _) = self.steps
-        for step, is_base in body:
+        held, h = self._through(body, x)
+        logit = tf.matmul(tf.cast(h, dense.kernel.dtype), dense.kernel) + dense.bias
+        return held, h, logit
+
+    def through_base(self, x):
+        """(held layer's output, the pretrained base's output): the pass up to the end of the nested base."""
+        return self._through(self.steps[: self._base_index() + 1], x)
+
+    def penultimate_from_base(self, base_output):
+        """The penultimate features from the base's output: the layers after the base, but the last."""
+        return self._through(self.steps[self._base_index() + 1: -1], base_output)[1]
+
+    def _base_index(self) -> int:
+        index = next((i for i, (_, is_base) in enumerate(self.steps) if is_base), None)
+        if index is None:
+            raise ValueError(f"model {self.model.name} has no pretrained base")
+        return index
+
+    def _through(self, steps, h):
+        """(held layer's output where `steps` reach it, else None; the output of the last step)."""
+        held = None
+        for step, is_base in steps:
             if is_base:
                 held, h = step(h, training=False)
             elif isinstance(step, keras.layers.Concatenate):  # grayscale fanned out to 3 channels
@@ -75,5 +95,4 @@ class Replay:
                 h = step(h, training=False)
             if step is self.held:
                 held = h
-        logit = tf.matmul(tf.cast(h, dense.kernel.dtype), dense.kernel) + dense.bias
-        return held, h, logit
+        return held, h

@@ -23,7 +23,6 @@ Run folder layout:
   checkpoints/     last epoch + early-stopping state, for --resume (removed when training ends)
 """
 
-import functools
 from pathlib import Path
 
 from cxr.errors import RunError
@@ -72,13 +71,32 @@ def load_run(run_dir: Path):
     path = run_dir / MODEL_FILE
     if not path.exists():
         return load_keras_model(path), info  # its error names the file
+    key = _file_key(path)  # a file written again loads again
+    if key not in _LOADED:
+        _remember(key, load_keras_model(path))
+    return _LOADED[key], info
+
+
+def save_model(model, run_dir: Path) -> None:
+    """RUN/model.keras, remembered as loaded: the process that saved it (training, `cxr ensemble`) reads the run
+    on (its evaluation) without loading the file back, and with the model's compiled forms at hand."""
+    path = Path(run_dir) / MODEL_FILE
+    model.save(path)
+    _remember(_file_key(path), model)
+
+
+_LOADED: dict = {}  # (path, mtime, size) -> model, the last few
+
+
+def _file_key(path: Path) -> tuple:
     stat = path.stat()
-    return _load_once(path.resolve(), stat.st_mtime_ns, stat.st_size), info  # a file written again loads again
+    return path.resolve(), stat.st_mtime_ns, stat.st_size
 
 
-@functools.lru_cache(maxsize=8)
-def _load_once(path: Path, mtime_ns: int, size: int):
-    return load_keras_model(path)
+def _remember(key: tuple, model) -> None:
+    if len(_LOADED) >= 8:
+        del _LOADED[next(iter(_LOADED))]
+    _LOADED[key] = model
 
 
 def read_history(run_dir: Path) -> dict:

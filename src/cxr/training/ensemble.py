@@ -24,7 +24,7 @@ from cxr.data.framing import framed_validation
 from cxr.data.split import read_split_csv
 from cxr.models import model_flops
 from cxr.models.for_inference import OUTPUT_LAYER, inference_model
-from cxr.runs.folder import MODEL_FILE, RunError, load_run, write_json
+from cxr.runs.folder import RunError, load_run, save_model, write_json
 from cxr.runs.info import Member
 from cxr.runs.record import TrainingRecord
 from cxr.runs.settings import config_from_run
@@ -79,7 +79,7 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
     shutil.copy(run_dirs[0] / "split.csv", out / "split.csv")
     first = sizes.index(size)  # the first member whose input is the ensemble's
     model = build_ensemble([m for m, _ in loaded], sizes, size, tta)
-    model.save(out / MODEL_FILE)
+    save_model(model, out)
     (out / "summary.txt").write_text(summary_text(model))
     write_json(out / "config.json", {"model": "ensemble", "members": [str(r) for r in run_dirs], "tta": tta,
                                      "cxr_version": __version__})

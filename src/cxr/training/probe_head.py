@@ -33,6 +33,7 @@ def fit_head_on_features(model: keras.Model, images: np.ndarray, labels: np.ndar
     from sklearn.linear_model import LogisticRegressionCV
 
     features = keras.Model(model.inputs, _pooled(model).output).predict(images, batch_size=batch_size, verbose=0)
+    features = features.astype(np.float32)  # under mixed bfloat16 they come as bfloat16, which scikit-learn refuses
     head = model.layers[-1]
     if not isinstance(head, keras.layers.Dense) or head.kernel.shape != (features.shape[1], 1):
         raise ValueError(f"{model.name}: the last layer is not a one-unit head on the pooled features")
