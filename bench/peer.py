@@ -1,12 +1,15 @@
-"""The peer: the seed's pipeline in idiomatic Keras (../shared/bench/peer_keras.py), run in a venv of its own."""
+"""The peer: the seed's pipeline in idiomatic Keras (../shared/bench/peer_keras.py beside the shared data, which
+$CXR_SHARED_DATA may place elsewhere), run in a venv of its own."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from cxr.testing import shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
-PEER = ROOT / ".." / "shared" / "bench" / "peer_keras.py"
+PEER = shared_data().parent / "bench" / "peer_keras.py"
 PEER_VENV = ROOT / ".venv-peer"
 PEER_PACKAGES = ["tensorflow-cpu==2.21.0", "keras==3.15.1"]  # the same versions cxr uses: a fair comparison
 

@@ -24,6 +24,7 @@ from peer import peer_runs
 from table import format_table, ratios
 
 from cxr.inference.precision import cpu_facts
+from cxr.testing import CHEST_XRAY
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,7 +202,7 @@ def bench_demo() -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "chest_xray")
+    p.add_argument("--data", type=Path, default=CHEST_XRAY)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--epochs", type=int, default=2, help="timed training epochs per repeat")
     p.add_argument("--run", type=Path, default=ROOT / "runs" / "demo" / "cnn", help="trained run for inference")

@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from peer import PEER, ROOT, ensure_peer_venv
+from peer import PEER, ensure_peer_venv
+
+from cxr.testing import CHEST_XRAY
 
 TARGET_AUC, PATIENCE, MAX_EPOCHS = 0.99, 20, 30
 
@@ -96,7 +98,7 @@ def peer_side(split_dir: Path) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "chest_xray")
+    p.add_argument("--data", type=Path, default=CHEST_XRAY)
     p.add_argument("--peer", type=Path, metavar="SPLIT_DIR", help="run the peer's side on this split folder")
     args = p.parse_args()
     if args.peer:

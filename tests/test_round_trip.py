@@ -1,7 +1,8 @@
-"""Every model kind a user can make, trained for one short epoch, then used from new processes through every
-surface: evaluate, predict (Keras and ONNX), export, stress and the service. Parametrized over the registry,
+"""Every model kind a user can make, trained for one short epoch, then used through every surface: evaluate,
+predict (Keras and ONNX), export and stress in a new process, as a user's script runs them after the training, and
+the service in another, which loads the run from disk. Parametrized over the registry,
 so a new kind that does not load, export or serve fails here. The kinds the miniature demo trains (one epoch,
-48 px, as train_tiny would) are taken from it, copied: the round trip writes into the run. The demo has
+48 px, as tiny_training does) are taken from it, copied: the round trip writes into the run. The demo has
 stress-tested those already. Ray's workers load a run as any process does: tests/test_ray.py tests them, and
 `make reliability` runs every kind on Ray as well."""
 
@@ -9,7 +10,7 @@ stress-tested those already. Ray's workers load a run as any process does: tests
 import pytest
 
 from conftest import writable_copy
-from cxr.testing import ENSEMBLE, FILES, make_run, round_trip_kinds, use_run
+from cxr.testing import ENSEMBLE, FILES, round_trip_kinds, tiny_training, use_run
 
 # kind: the demo's run of it, then the runs it reads (an ensemble's members, beside it as in the demo)
 DEMO_RUNS = {"cnn": ["cnn"], "cnn_aug": ["cnn_aug"], "vgg16": ["vgg16"], "densenet121_e2e": ["densenet121_e2e"],
@@ -26,9 +27,11 @@ def test_a_trained_run_of_every_kind_works_from_a_new_process(kind, request, tmp
         for name in DEMO_RUNS[kind]:
             writable_copy(demo / name, tmp_path / "runs" / name)
         run = tmp_path / "runs" / DEMO_RUNS[kind][0]
-    else:
-        run = make_run(kind, request.getfixturevalue("real_subset"), tmp_path)
+        training = None
+    else:  # trained in the process that then uses it, as a user's script would
+        run = tmp_path / kind
+        training = tiny_training(kind, request.getfixturevalue("real_subset"), run)
     stress = kind not in DEMO_RUNS
-    steps = use_run(run, tmp_path / "use", stress=stress, ray=False)
+    steps = use_run(run, tmp_path / "use", stress=stress, ray=False, train=training)
     assert steps["evaluate"] == "n=40"
     assert set(steps) == {"evaluate", "predict", "onnx", "serve"} | ({"stress"} if stress else set())

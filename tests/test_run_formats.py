@@ -178,3 +178,20 @@ def test_a_process_loads_a_saved_model_once_and_again_when_the_file_is_written_a
     again = load_run(run)[0]
     assert again is not copied
     np.testing.assert_array_equal(again.get_weights()[0], copied.get_weights()[0])
+
+
+def test_a_model_saved_in_this_process_is_read_back_as_the_model_it_saved(trained_run, tmp_path):
+    """Training evaluates the run it just saved: load_run gives the saved model itself, and after the run is saved
+    again (a new training into the folder), the new one."""
+    from conftest import writable_copy
+    from cxr.runs.folder import load_run, save_model
+
+    run = writable_copy(trained_run, tmp_path / "run")
+    model = load_run(run)[0]
+    trained = type(model).from_config(model.get_config())
+    trained.set_weights([w + 1 for w in model.get_weights()])
+    save_model(trained, run)
+    assert load_run(run)[0] is trained
+    retrained = type(model).from_config(model.get_config())
+    save_model(retrained, run)
+    assert load_run(run)[0] is retrained

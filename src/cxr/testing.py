@@ -131,20 +131,27 @@ def round_trip_kinds() -> list[str]:
     return [ENSEMBLE] + names()
 
 
-def train_tiny(kind: str, data: Path, out: Path, env=None, seed: int = 3, size: int | None = None
-               ) -> subprocess.CompletedProcess:
-    """One short epoch of `kind` on `data`, by default at the smallest size the kind accepts."""
+def tiny_training(kind: str, data: Path, out: Path, env=None, seed: int = 3, size: int | None = None) -> list:
+    """The `cxr train` arguments for one short epoch of `kind` on `data`, by default at the smallest size the kind
+    accepts (for vgg19, the weights file it reads is written first)."""
     size = size or (71 if kind == "xception" else 48)
     args = ["train", "--model", kind, "--data", data, "--out", out, "--epochs", 1, "--size", size,
             "--split", "pooled", "--seed", seed, "--split-seed", 3]
     if kind == "vgg19":  # no wheel ships VGG19 weights: a weights file the user gives, as offline users do
         weights = out.parent / "vgg19_notop.weights.h5"
         if not weights.exists():
+            weights.parent.mkdir(parents=True, exist_ok=True)
             script = ("import sys, keras; keras.applications.VGG19(weights=None, include_top=False, "
                       "input_shape=(48, 48, 3)).save_weights(sys.argv[1])")
             subprocess.run([sys.executable, "-c", script, str(weights)], check=True, env=env, capture_output=True)
         args += ["--weights", weights]
-    return run_cxr(*args, env=env)
+    return args
+
+
+def train_tiny(kind: str, data: Path, out: Path, env=None, seed: int = 3, size: int | None = None
+               ) -> subprocess.CompletedProcess:
+    """One short epoch of `kind` on `data` in a new process (tiny_training)."""
+    return run_cxr(*tiny_training(kind, data, out, env, seed, size), env=env)
 
 
 def make_run(kind: str, data: Path, work: Path, env=None) -> Path:
@@ -181,19 +188,23 @@ def _agree(name: str, got: dict, expected: dict) -> str:
 
 
 def use_run(run: Path, work: Path, env=None, files: list[Path] = FILES, labelled: Path = FULLRES, *,
-            stress: bool = True, ray: bool = True) -> dict:
+            stress: bool = True, ray: bool = True, train: list | None = None) -> dict:
     """Every surface on a finished run, each in a new process; {step: what it showed}. Raises on a failure.
-    `stress`, `ray`: False leaves out a step whose code does not depend on the kind and is tested elsewhere."""
+    `stress`, `ray`: False leaves out a step whose code does not depend on the kind and is tested elsewhere.
+    `train`: the `cxr train` arguments that make the run first, in the commands' process, as a user's script
+    trains and then uses a run (the service, in a process of its own, reads the run from disk)."""
     from cxr.runs.results import Metrics, Stress
 
     work.mkdir(parents=True, exist_ok=True)
     steps = {}
     metrics = work / Metrics.FILE
     keras_out, onnx_out, ray_out = work / "keras.json", work / "onnx.json", work / "ray.json"
-    # Loaded from disk by each command, in one new process as a user's script runs them (a process each costs
-    # a TensorFlow start and a model load); Ray and the service get processes of their own. That the ONNX path
-    # needs no TensorFlow is tested on its own (tests/test_predict.py).
-    commands = {"cxr evaluate": ["evaluate", run, "--data", labelled, "--out", metrics],
+    # The commands run one after another in one new process, as a user's script runs them (a process each costs
+    # a TensorFlow start and a model load); each reads the run's files, and a model the process saved or loaded
+    # already is not loaded twice (load_run). Ray and the service get processes of their own and load the run
+    # from disk. That the ONNX path needs no TensorFlow is tested on its own (tests/test_predict.py).
+    commands = {"cxr train": train} if train else {}
+    commands |= {"cxr evaluate": ["evaluate", run, "--data", labelled, "--out", metrics],
                 "cxr predict": ["predict", run, *files, "--precision", "float32", "--format", "json", "--out",
                                 keras_out],
                 "cxr export": ["export", run, "--force"],

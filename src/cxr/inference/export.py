@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr.files import file_sha256, written_aside
-from cxr.models.for_inference import inference_model
+from cxr.models.for_inference import shared_inference_model
 from cxr.runs.folder import ONNX_FILE, RunError, load_run
 
 
@@ -23,7 +23,7 @@ def export_onnx(run_dir: Path, force: bool = False) -> Path:
     if out.exists() and not force:
         raise RunError(f"{out} already exists; pass --force to replace it")
     model, info = load_run(run_dir)
-    inference = inference_model(model, info.size, info.outputs_logits)
+    inference = shared_inference_model(model, info.size, info.outputs_logits)
     try:
         with written_aside(out) as tmp:
             inference.export(str(tmp), format="onnx", verbose=False)

@@ -42,3 +42,27 @@ def inference_model(model, size: int, logits: bool):
     # retracing.
     inference(np.zeros((1, size, size, 1), np.float32), training=False)
     return inference
+
+
+# The forms made of the last few models (a copy in another precision, the inference model, its compiled graph,
+# the feature extractor): training calibrates, guards and evaluates the model it saved, `cxr evaluate`, `predict` and
+# `export` in one script use the same loaded model, and each would otherwise rebuild and retrace them (seconds
+# each for DenseNet121). A model's weights must not change once forms of it are made (load_run: for inference).
+_FORMS: dict = {}  # id(model) -> (model, {form: ...}); the model is held, so its id is not reused meanwhile
+
+
+def forms_of(model) -> dict:
+    """The forms made of `model` so far, by name; the caller adds what it makes."""
+    if _FORMS.get(id(model), (None,))[0] is not model:
+        if len(_FORMS) >= 8:
+            del _FORMS[next(iter(_FORMS))]
+        _FORMS[id(model)] = (model, {})
+    return _FORMS[id(model)][1]
+
+
+def shared_inference_model(model, size: int, logits: bool):
+    """inference_model(model, size, logits), made once per model."""
+    forms = forms_of(model)
+    if ("inference", logits) not in forms:
+        forms[("inference", logits)] = inference_model(model, size, logits)
+    return forms[("inference", logits)]
