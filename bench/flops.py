@@ -7,7 +7,7 @@ each step runs:
 
 - `train RUN`: forward and backward (3 x forward) per training image per epoch, validation's three views
   (unchanged and two framings) once per epoch, and one forward pass over training and validation for the
-  guards; a frozen base's features once per image instead of every epoch;
+  guards; a frozen base's features once per image instead of every epoch, which the guards then reuse;
 - `ensemble RUN`: its members forward over training (guards), validation and test;
 - `stress RUNS`: each run forward over both sides (or the sampled images), once per condition;
 - `evidence RUN`: forward and backward over validation; `site-check RUN`: forward over validation, the test
@@ -72,8 +72,8 @@ def step_flops(step: str, runs: Path) -> float | None:
 
         record = TrainingRecord.read(run)
         n, forward = record.images, _run_forward(run)
-        if record.feature_seconds:  # a frozen base: features once, the head is negligible beside it
-            return forward * (n["train"] + n["val"] * VIEWS + n["train"] + n["val"])
+        if record.feature_seconds:  # a frozen base: features once (the guards reuse them), the head is negligible
+            return forward * (n["train"] + n["val"] * VIEWS)
         return forward * (record.epochs_run * (3 * n["train"] + VIEWS * n["val"]) + n["train"] + n["val"])
     if command == "ensemble":
         n = _images(runs / names[0])

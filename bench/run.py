@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from peer import peer_runs
+from scale import bench_cold_start, bench_ray_predict, bench_sweep_overhead
 from table import format_table, ratios
 
 from cxr.inference.precision import cpu_facts
@@ -267,13 +268,9 @@ def main():
         results["load"] = load_test(args.run)
     if "ray" not in skip and (args.run / "model.keras").exists():
         print("Ray batch prediction, 1 and 2 workers ...", flush=True)
-        from scale import bench_ray_predict
-
         results["ray_predict"] = bench_ray_predict(args.run, args.data)
     if "cold" not in skip and (args.run / "model.keras").exists():
         print("cold start, one file ...", flush=True)
-        from scale import bench_cold_start
-
         results["cold_start"] = bench_cold_start(args.run, next((args.data / "val" / "NORMAL").glob("*.jpeg")))
     if "tta" not in skip:
         print("time to accuracy, cxr and the peer ...", flush=True)
@@ -282,8 +279,6 @@ def main():
         results["time_to_accuracy"] = measure(args.data)
     if "sweep" not in skip:
         print("sweep overhead per trial ...", flush=True)
-        from scale import bench_sweep_overhead
-
         results["sweep"] = bench_sweep_overhead(args.data)
     out = ROOT / "bench" / "results.json"
     if out.exists():  # sections skipped this time keep their last measurement, marked as such
