@@ -28,3 +28,26 @@ def test_a_cpu_without_bfloat16_computes_in_float32_without_measuring(monkeypatc
     monkeypatch.setattr(precision, "_step_seconds", lambda policy: pytest.fail("measured"))
     assert precision.resolve_precision("auto") == "float32"
     assert precision.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
+
+
+def test_a_chosen_precision_stands_for_every_process_sharing_the_cache(tmp_path, monkeypatch):
+    """Where bfloat16 is only somewhat faster, a measurement under load can come out either way: the first choice
+    written stays, and a process keeps the one it read, so two Predictors of one run compute alike."""
+    import json
+
+    monkeypatch.setenv("CXR_CACHE", str(tmp_path))
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    cache = tmp_path / "precision.json"
+    other = {"policy": "float32", "float32_step_s": 0.040, "mixed_bfloat16_step_s": 0.036}
+
+    def measured_while_another_process_chose(policy):
+        if policy == "mixed_bfloat16":  # meanwhile another process measured float32 as the faster, and wrote it
+            cache.write_text(json.dumps({precision.machine_key(): other}))
+        return {"float32": 0.040, "mixed_bfloat16": 0.010}[policy]
+
+    monkeypatch.setattr(precision, "_step_seconds", measured_while_another_process_chose)
+    assert precision.resolve_precision("auto") == "float32"  # the other process's choice, not this measurement
+    assert json.loads(cache.read_text()) == {precision.machine_key(): other}
+    cache.write_text("{}")  # the file changes later: this process keeps what it chose
+    assert precision.resolve_precision("auto") == "float32"

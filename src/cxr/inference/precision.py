@@ -68,28 +68,48 @@ def _step_seconds(policy: str, steps: int = 6) -> float:
 
 
 def measured_policy() -> str:
-    """The faster policy on this machine, measured once (about 2 s) and cached under the cxr cache."""
-    import tensorflow as tf
+    """The faster policy on this machine, measured once (about 2 s) and cached under the cxr cache.
 
+    Once chosen it stays chosen, in this process and in every process that shares the cache: where bfloat16
+    is only somewhat faster (AVX-512 BF16 without AMX), a measurement taken under load can come out either way,
+    and two Predictors of one run that computed in different precisions would disagree by about 1e-3."""
     from cxr.data.cache import cache_root
 
+    key, path = machine_key(), cache_root() / "precision.json"
+    if (path, key) not in _CHOSEN:
+        known = _read_known(path)
+        if key not in known:
+            f32, bf16 = _step_seconds("float32"), _step_seconds("mixed_bfloat16")
+            measured = {"policy": "mixed_bfloat16" if f32 / bf16 >= BF16_MUST_BE else "float32",
+                        "float32_step_s": f32, "mixed_bfloat16_step_s": bf16}
+            log.info("precision: float32 %.1f ms/step, mixed bfloat16 %.1f ms/step here: %s", f32 * 1e3,
+                     bf16 * 1e3, measured["policy"])
+            known = _read_known(path)  # another process may have chosen while this one measured: its choice stands
+            if key not in known:
+                known[key] = measured
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomically(path, json.dumps(known, indent=2).encode())
+        _CHOSEN[(path, key)] = known[key]["policy"]
+    return _CHOSEN[(path, key)]
+
+
+_CHOSEN: dict = {}  # (cache file, machine key) -> policy, for the life of the process
+
+
+def machine_key() -> str:
+    """What the choice depends on: the CPU, its instruction sets, an ISA cap and TensorFlow's version."""
+    import tensorflow as tf
+
     facts = cpu_facts()
-    key = f"{facts['model']}|{sorted(k for k, v in facts['flags'].items() if v)}|" \
-          f"{facts['onednn_max_cpu_isa']}|{tf.__version__}"
-    path = cache_root() / "precision.json"
+    return (f"{facts['model']}|{sorted(k for k, v in facts['flags'].items() if v)}|"
+            f"{facts['onednn_max_cpu_isa']}|{tf.__version__}")
+
+
+def _read_known(path: Path) -> dict:
     try:
-        known = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
-        known = {}
-    if key not in known:
-        f32, bf16 = _step_seconds("float32"), _step_seconds("mixed_bfloat16")
-        known[key] = {"policy": "mixed_bfloat16" if f32 / bf16 >= BF16_MUST_BE else "float32",
-                      "float32_step_s": f32, "mixed_bfloat16_step_s": bf16}
-        log.info("precision: float32 %.1f ms/step, mixed bfloat16 %.1f ms/step here: %s", f32 * 1e3, bf16 * 1e3,
-                 known[key]["policy"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, json.dumps(known, indent=2).encode())
-    return known[key]["policy"]
+        return {}
 
 
 def cpu_facts() -> dict:
