@@ -172,7 +172,10 @@ def _fit_stages(cfg: TrainConfig, run_dir: Path, state: dict | None, callbacks: 
         if cfg.probe_first and built.frozen_base:  # refused before minutes of feature computation, not after
             raise UsageError(f"--probe-first is for end-to-end models; {cfg.model} trains its head only")
         if built.frozen_base:  # the frozen base gives the same features every epoch: compute them once
-            outputs = [cached_features(built, part.images, cfg) for part in (train_part, val_part, unchanged_val)]
+            outputs = [cached_features(built, part.images, cfg) for part in (train_part, val_part)]
+            # The guards read the unchanged validation split: the same images unless validation is framed.
+            unchanged = outputs[1] if val_part is unchanged_val else cached_features(built, unchanged_val.images, cfg)
+            outputs.append(unchanged)
             x, xv = outputs[0].features, outputs[1].features
             first = built.head
         else:
