@@ -123,7 +123,7 @@ def test_an_ensemble_map_is_its_members_maps_combined_as_their_logits_are():
     import tensorflow as tf
 
     from cxr.inference.explain import EnsembleCam
-    from cxr.training.ensemble import build_ensemble
+    from cxr.models.ensemble import build_ensemble
 
     keras.utils.set_random_seed(1)
     big, small = build("cnn_seed", 64).model, build("cnn_seed", 32).model

@@ -53,7 +53,7 @@ def _ensemble_model(member, mean_logit: bool):
     """An ensemble model as cxr saved it then: the mean probability, or the mean logit, of one member twice."""
     import keras
 
-    from cxr.training.ensemble import build_ensemble
+    from cxr.models.ensemble import build_ensemble
 
     if mean_logit:
         return build_ensemble([member, member], [SIZE, SIZE], SIZE, tta=False)

@@ -5,6 +5,9 @@ trains the CNN 2x and runs VGG16 3x faster than float32, but through oneDNN's AV
 (AMX disabled with ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16) it is 2x slower than float32 for both. So `auto`
 times a few training steps of a small convolutional network in each policy, once per CPU, oneDNN ISA cap and
 TensorFlow version (cached), and picks bfloat16 only where it is clearly faster.
+
+Depthwise convolutions (MobileNetV2, Xception) are timed apart: on a Zen 4 (AVX-512 BF16, no AMX) mixed
+bfloat16 trains the small CNN 4x faster than float32 and MobileNetV2 1.5x slower.
 """
 
 import json
@@ -39,20 +42,35 @@ def cpu_has_bf16() -> bool:
 BF16_MUST_BE = 1.2  # times faster than float32 to be chosen: float32 is exact and the same on every CPU
 
 
-def _step_seconds(policy: str, steps: int = 6) -> float:
-    """Median seconds of one training step (batch 32, 64 px) of a small CNN under `policy`."""
+def _probe(kind: str):
+    """A small network of the kind of convolution a model is built from, for 64 px inputs."""
+    import keras
+    from keras import layers
+
+    x = image = keras.Input((64, 64, 1))
+    if kind == "depthwise":  # MobileNetV2's inverted residual blocks: expand, depthwise, project
+        x = layers.Conv2D(32, 3, strides=2, padding="same")(x)
+        for channels, stride in ((32, 1), (64, 2), (64, 1)):
+            x = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(channels * 4, 1)(x)))
+            x = layers.DepthwiseConv2D(3, strides=stride, padding="same")(x)
+            x = layers.Conv2D(channels, 1)(layers.ReLU(6.0)(layers.BatchNormalization()(x)))
+    else:
+        for channels in (32, 64):
+            x = layers.MaxPooling2D()(layers.Conv2D(channels, 3, padding="same", activation="relu")(x))
+        x = layers.Conv2D(128, 3, padding="same", activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(image, layers.Dense(1, activation="sigmoid", dtype="float32")(x))
+
+
+def _step_seconds(policy: str, kind: str = "standard", steps: int = 6) -> float:
+    """Median seconds of one training step (batch 32, 64 px) of the `kind` probe under `policy`."""
     import keras
     import numpy as np
 
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = keras.Sequential([
-            keras.Input((64, 64, 1)),
-            keras.layers.Conv2D(32, 3, padding="same", activation="relu"), keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(64, 3, padding="same", activation="relu"), keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(128, 3, padding="same", activation="relu"), keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(1, activation="sigmoid", dtype="float32")])
+        model = _probe(kind)
         model.compile(optimizer="adam", loss="binary_crossentropy")
         x = np.random.default_rng(0).random((32, 64, 64, 1), np.float32)
         y = np.ones((32, 1), np.float32)
@@ -67,23 +85,24 @@ def _step_seconds(policy: str, steps: int = 6) -> float:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def measured_policy() -> str:
-    """The faster policy on this machine, measured once (about 2 s) and cached under the cxr cache.
+def measured_policy(kind: str = "standard") -> str:
+    """The faster policy on this machine for `kind` of convolution (standard or depthwise), measured once
+    (2-8 s) and cached under the cxr cache.
 
     Once chosen it stays chosen, in this process and in every process that shares the cache: where bfloat16
     is only somewhat faster (AVX-512 BF16 without AMX), a measurement taken under load can come out either way,
     and two Predictors of one run that computed in different precisions would disagree by about 1e-3."""
     from cxr.data.cache import cache_root
 
-    key, path = machine_key(), cache_root() / "precision.json"
+    key, path = machine_key() + ("" if kind == "standard" else f"|{kind}"), cache_root() / "precision.json"
     if (path, key) not in _CHOSEN:
         known = _read_known(path)
         if key not in known:
-            f32, bf16 = _step_seconds("float32"), _step_seconds("mixed_bfloat16")
+            f32, bf16 = _step_seconds("float32", kind), _step_seconds("mixed_bfloat16", kind)
             measured = {"policy": "mixed_bfloat16" if f32 / bf16 >= BF16_MUST_BE else "float32",
                         "float32_step_s": f32, "mixed_bfloat16_step_s": bf16}
-            log.info("precision: float32 %.1f ms/step, mixed bfloat16 %.1f ms/step here: %s", f32 * 1e3,
-                     bf16 * 1e3, measured["policy"])
+            log.info("precision (%s convolutions): float32 %.1f ms/step, mixed bfloat16 %.1f ms/step here: %s",
+                     kind, f32 * 1e3, bf16 * 1e3, measured["policy"])
             known = _read_known(path)  # another process may have chosen while this one measured: its choice stands
             if key not in known:
                 known[key] = measured
@@ -121,10 +140,19 @@ def cpu_facts() -> dict:
             "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA")}
 
 
-def resolve_precision(precision: str) -> str:
-    """auto: mixed bfloat16 where the CPU has bfloat16 instructions and runs them measurably faster, else float32."""
+DEPTHWISE_MODELS = ("mobilenetv2", "xception")  # built of depthwise convolutions: the names they go by start so
+
+
+def convolution_kind(model: str | None) -> str:
+    """Which probe speaks for the architecture `model` (a registry name)."""
+    return "depthwise" if model and model.startswith(DEPTHWISE_MODELS) else "standard"
+
+
+def resolve_precision(precision: str, model: str | None = None) -> str:
+    """auto: mixed bfloat16 where the CPU has bfloat16 instructions and runs the convolutions of `model` (a
+    registry name) measurably faster in it, else float32."""
     if precision == "auto":
-        return measured_policy() if cpu_has_bf16() else "float32"
+        return measured_policy(convolution_kind(model)) if cpu_has_bf16() else "float32"
     if precision not in POLICIES:
         raise UsageError(f"--precision must be auto, float32 or mixed_bfloat16, not {precision!r}")
     return precision

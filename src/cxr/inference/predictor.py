@@ -32,6 +32,7 @@ class Predictor:
             raise UsageError(f"--threshold must lie between 0 and 1, not {threshold}")
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.engine = engine
+        self._members, self._features, self._policy_key = None, None, None
         if model is not None:
             self.info = info
             self._use_keras(model, precision)
@@ -51,7 +52,6 @@ class Predictor:
         # The feature guard reads the model's features, which only the Keras engine gives.
         self.feature_guard = load_feature_guard(self.run_dir) if self.model is not None else None
         self.threshold = self.info.threshold if threshold is None else float(threshold)
-        self._members, self._features = None, None
 
     @classmethod
     def from_model(cls, model, info: RunInfo, precision: str = "auto") -> "Predictor":
@@ -59,22 +59,45 @@ class Predictor:
         return cls(model=model, info=info, precision=precision)
 
     def _use_keras(self, model, precision: str) -> None:
-        from cxr.inference.precision import resolve_precision
-        from cxr.models import copy_in_precision
-        from cxr.models.for_inference import forms_of, inference_model, shared_inference_model
+        from cxr.models.for_inference import forms_of
 
-        self.model, self.precision = model, resolve_precision(precision)
-        if self.info.is_ensemble:  # an ensemble has no single architecture to rebuild in another precision
-            self.precision = "float32"
-        forms, size, logits = forms_of(model), self.info.size, self.info.outputs_logits
-        key = ("compiled", self.precision, logits)
+        self.model, forms = model, forms_of(model)
+        policies = self._policies(precision)
+        self.precision = "+".join(dict.fromkeys(policies))  # one policy, or each member's where they differ
+        key = ("compiled", policies, self.info.outputs_logits)
         if key not in forms:
-            if self.precision == "mixed_bfloat16":  # 3x faster on bfloat16 CPUs; probabilities move ~1e-3
-                fast = inference_model(copy_in_precision(self.info.model, size, model, "mixed_bfloat16"), size, logits)
-            else:
-                fast = shared_inference_model(model, size, logits)  # the one ONNX export writes
-            forms[key] = _compiled(fast, size)
-        self._run = forms[key]
+            forms[key] = _compiled(self._in_policies(policies, forms), self.info.size)
+        self._run, self._policy_key = forms[key], policies
+
+    def _policies(self, precision: str) -> tuple[str, ...]:
+        """The dtype policy of the model, or of each member of an ensemble: each architecture computes in what
+        runs it fastest here (cxr.inference.precision)."""
+        from cxr.inference.precision import resolve_precision
+
+        if not self.info.is_ensemble:
+            return (resolve_precision(precision, self.info.model),)
+        if self.info.combine != "mean_logit":  # older ensembles averaged probabilities: run as saved
+            return ("float32",)
+        return tuple(resolve_precision(precision, load_run(m.run)[1].model) for m in self.info.members)
+
+    def _in_policies(self, policies: tuple[str, ...], forms: dict):
+        """The inference model computing in `policies` (3x faster on bfloat16 CPUs where bfloat16 is chosen;
+        probabilities move ~1e-3); forms[("members", policies)] gets its members, for the features."""
+        from cxr.models import copy_in_precision
+        from cxr.models.ensemble import build_ensemble
+        from cxr.models.for_inference import inference_model, shared_inference_model
+
+        size, logits = self.info.size, self.info.outputs_logits
+        if set(policies) == {"float32"}:
+            forms[("members", policies)] = self.members()
+            return shared_inference_model(self.model, size, logits)  # the one ONNX export writes
+        runs = [load_run(m.run) for m in self.info.members] if self.info.is_ensemble else [(self.model, self.info)]
+        members = [(copy_in_precision(info.model, info.size, model, policy) if policy != "float32" else model,
+                    info.size) for (model, info), policy in zip(runs, policies)]
+        forms[("members", policies)] = members
+        if not self.info.is_ensemble:
+            return inference_model(members[0][0], size, logits)
+        return inference_model(build_ensemble(*map(list, zip(*members)), size, self.info.tta), size, logits)
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities for images already preprocessed by this run's preprocessing."""
@@ -117,7 +140,7 @@ class Predictor:
             raise RunError("the model's features and evidence maps need the Keras engine (not ONNX Runtime)")
         if self._members is None:
             self._members = ([(load_run(m.run)[0], m.size) for m in self.info.members] if self.info.is_ensemble
-                             else [(self.model, self.size)])
+                             else [(self.model, self.info.size)])
         return self._members
 
     def features(self, images: np.ndarray) -> dict:
@@ -127,10 +150,11 @@ class Predictor:
             from cxr.inference.features import FeatureExtractor
             from cxr.models.for_inference import forms_of
 
-            forms = forms_of(self.model)
-            if "features" not in forms:
-                forms["features"] = FeatureExtractor(self.members(), self.size)
-            self._features = forms["features"]
+            forms = forms_of(self.model)  # the members in this Predictor's precision: what its guard was fitted on
+            key = ("features", self._policy_key)
+            if key not in forms:
+                forms[key] = FeatureExtractor(forms[("members", self._policy_key)], self.size)
+            self._features = forms[key]
         blocks = self._features(images)
         if self.feature_guard is not None and self.feature_guard.population:
             from cxr.inference.population import population_features

@@ -15,15 +15,12 @@ approximation where the preprocessing equalizes or blanks a frame after resizing
 import shutil
 from pathlib import Path
 
-import keras
-from keras import layers
-
 from cxr import __version__
 from cxr.data.dataset import load_part
 from cxr.data.framing import framed_validation
 from cxr.data.split import read_split_csv
 from cxr.models import model_flops
-from cxr.models.for_inference import OUTPUT_LAYER, inference_model
+from cxr.models.ensemble import build_ensemble
 from cxr.runs.folder import RunError, load_run, save_model, write_json
 from cxr.runs.info import Member
 from cxr.runs.record import TrainingRecord
@@ -31,34 +28,6 @@ from cxr.runs.settings import config_from_run
 from cxr.training.calibrate import calibrated_on_validation
 from cxr.training.fit import summary_text
 from cxr.training.guards import with_guards
-
-TTA_ZOOM = 1.1  # the extra views: zoomed in 10%, and widened 10%, each cropped back to the centre
-
-
-def _views(image, size: int) -> list:
-    """The image as it is, plus deterministic views a different framing would give (built-in layers only)."""
-    zoom = round(size * TTA_ZOOM)
-    zoomed = layers.CenterCrop(size, size)(layers.Resizing(zoom, zoom)(image))
-    widened = layers.CenterCrop(size, size)(layers.Resizing(size, zoom)(image))
-    return [image, zoomed, widened]
-
-
-def build_ensemble(members: list[keras.Model], sizes: list[int], size: int, tta: bool) -> keras.Model:
-    """`members[i]` takes (sizes[i], sizes[i], 1) images; each divides `size`, the ensemble's input."""
-    members = [inference_model(m, s, logits=True) for m, s in zip(members, sizes)]  # same weights, logits out
-    for i, member in enumerate(members):
-        member.name = f"member{i}_{member.name}"  # names must be unique inside one model
-    image = keras.Input((size, size, 1), name="image")
-    views = _views(image, size) if tta else [image]
-    outputs = []
-    for i, (member, member_size) in enumerate(zip(members, sizes)):
-        factor = size // member_size
-        for j, view in enumerate(views):
-            if factor > 1:
-                view = layers.AveragePooling2D(factor, name=f"member{i}_view{j}_at_{member_size}px")(view)
-            outputs.append(member(view))
-    mean = layers.Average(name="mean_logit")(outputs) if len(outputs) > 1 else outputs[0]
-    return keras.Model(image, layers.Activation("sigmoid", name=OUTPUT_LAYER)(mean), name="ensemble")
 
 
 def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:

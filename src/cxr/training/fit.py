@@ -142,7 +142,7 @@ def _start(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"{run_dir} already holds a run; choose another --out, or continue it with --resume {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.precision = resolve_precision(cfg.precision)
+    cfg.precision = resolve_precision(cfg.precision, cfg.model)
     if not resume:
         write_json(run_dir / "config.json", {**dataclasses.asdict(cfg), "cxr_version": __version__})
     return run_dir, state
