@@ -85,3 +85,28 @@ def test_members_log_odds_are_averaged_and_a_half_size_member_sees_2x2_block_mea
     mean_logit = (logit(big.predict(x, verbose=0)) + logit(small.predict(blocks, verbose=0))) / 2
     ensemble = build_ensemble([big, small], [8, 4], 8, tta=False)
     np.testing.assert_allclose(ensemble.predict(x, verbose=0), 1 / (1 + np.exp(-mean_logit)), atol=1e-5)
+
+
+def test_an_ensemble_scores_an_array_its_members_scored_from_their_outputs(trained_run, tmp_path, monkeypatch):
+    """`cxr stress` scores an ensemble after its members, on the same read-only arrays of changed images: each
+    member's outputs are reused, not computed again. An array that can change in place is computed afresh."""
+    import numpy as np
+
+    from cxr.inference import predictor as predictor_module
+    from cxr.inference.predictor import Predictor
+    from cxr.training.ensemble import make_ensemble
+
+    make_ensemble([trained_run, trained_run], tmp_path / "pair", tta=False)
+    member, ensemble = Predictor(trained_run), Predictor(tmp_path / "pair")
+    images = member.load(sorted((FULLRES / "NORMAL").iterdir())).images
+    frozen = images.copy()
+    frozen.flags.writeable = False
+    computed, remembered = [], predictor_module._remembered
+    monkeypatch.setattr(predictor_module, "_remembered", lambda run, x, compute: remembered(
+        run, x, lambda: computed.append(len(x)) or compute()))
+    alone = member.raw(frozen)
+    assert computed == [len(images)]
+    np.testing.assert_allclose(ensemble.raw(frozen), alone, rtol=1e-6)  # the mean of one logit twice
+    assert computed == [len(images)]  # both members read the member's outputs
+    np.testing.assert_allclose(ensemble.raw(images.copy()), alone, rtol=1e-6)  # a copy is writable
+    assert computed == [len(images)] * 3

@@ -133,6 +133,8 @@ def _perturbed_inputs(split_file: Path, side: str, prep, limit: int | None, chan
             patients.append(record.patient)
         inputs = {name: np.stack([prep.apply(change(im) if change else im) for im in originals])
                   for name, change in [("none", None)] + [(n, PERTURBATIONS[n][1]) for n in changes]}
+        for images in inputs.values():  # read-only: a model scores each array once (an ensemble after its members)
+            images.flags.writeable = False
         if len(_LAST_INPUTS) >= 2:  # the inputs of a side take up to a few hundred MB: keep two
             del _LAST_INPUTS[next(iter(_LAST_INPUTS))]
         _LAST_INPUTS[key] = inputs, np.array(labels), patients

@@ -5,6 +5,7 @@ the threshold on validation), evaluate, stress, predict, serve, export parity ch
 TensorFlow is imported only by the Keras engine.
 """
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ class Predictor:
             raise UsageError(f"--threshold must lie between 0 and 1, not {threshold}")
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.engine = engine
-        self._members, self._features, self._policy_key = None, None, None
+        self._members, self._features, self._member_predictors = None, None, None
         if model is not None:
             self.info = info
             self._use_keras(model, precision)
@@ -59,64 +60,73 @@ class Predictor:
         return cls(model=model, info=info, precision=precision)
 
     def _use_keras(self, model, precision: str) -> None:
-        from cxr.models.for_inference import forms_of
-
-        self.model, forms = model, forms_of(model)
-        policies = self._policies(precision)
-        self.precision = "+".join(dict.fromkeys(policies))  # one policy, or each member's where they differ
-        key = ("compiled", policies, self.info.outputs_logits)
-        if key not in forms:
-            forms[key] = _compiled(self._in_policies(policies, forms), self.info.size)
-        self._run, self._policy_key = forms[key], policies
-
-    def _policies(self, precision: str) -> tuple[str, ...]:
-        """The dtype policy of the model, or of each member of an ensemble: each architecture computes in what
-        runs it fastest here (cxr.inference.precision)."""
+        """The model in the precision its architecture runs fastest in here (cxr.inference.precision); an ensemble
+        that averages its members' logits runs each member through a Predictor of its own."""
         from cxr.inference.precision import resolve_precision
-
-        if not self.info.is_ensemble:
-            return (resolve_precision(precision, self.info.model),)
-        if self.info.combine != "mean_logit":  # older ensembles averaged probabilities: run as saved
-            return ("float32",)
-        return tuple(resolve_precision(precision, load_run(m.run)[1].model) for m in self.info.members)
-
-    def _in_policies(self, policies: tuple[str, ...], forms: dict):
-        """The inference model computing in `policies` (3x faster on bfloat16 CPUs where bfloat16 is chosen;
-        probabilities move ~1e-3); forms[("members", policies)] gets its members, for the features."""
         from cxr.models import copy_in_precision
-        from cxr.models.ensemble import build_ensemble
-        from cxr.models.for_inference import inference_model, shared_inference_model
+        from cxr.models.for_inference import forms_of, inference_model, shared_inference_model
 
-        size, logits = self.info.size, self.info.outputs_logits
-        if set(policies) == {"float32"}:
-            forms[("members", policies)] = self.members()
-            return shared_inference_model(self.model, size, logits)  # the one ONNX export writes
-        runs = [load_run(m.run) for m in self.info.members] if self.info.is_ensemble else [(self.model, self.info)]
-        members = [(copy_in_precision(info.model, info.size, model, policy) if policy != "float32" else model,
-                    info.size) for (model, info), policy in zip(runs, policies)]
-        forms[("members", policies)] = members
-        if not self.info.is_ensemble:
-            return inference_model(members[0][0], size, logits)
-        return inference_model(build_ensemble(*map(list, zip(*members)), size, self.info.tta), size, logits)
+        self.model = model
+        if self._by_members():
+            self._member_predictors = [Predictor(m.run, precision=precision) for m in self.info.members]
+            self.precision = "+".join(dict.fromkeys(m.precision for m in self._member_predictors))
+            self._views = _views_of(self.info.size) if self.info.tta else None
+            return
+        # Older ensembles averaged probabilities: they run as saved, in float32.
+        policy = "float32" if self.info.is_ensemble else resolve_precision(precision, self.info.model)
+        forms, size, logits = forms_of(model), self.info.size, self.info.outputs_logits
+        key = ("compiled", policy, logits)
+        if key not in forms:
+            if policy == "float32":
+                fast, inference = model, shared_inference_model(model, size, logits)  # the one ONNX export writes
+            else:  # 3x faster on bfloat16 CPUs; probabilities move ~1e-3
+                fast = copy_in_precision(self.info.model, size, model, policy)
+                inference = inference_model(fast, size, logits)
+            forms[key] = _compiled(inference, size), fast
+        (self._run, self._fast), self.precision = forms[key], policy
+
+    def _by_members(self) -> bool:
+        return (self.info.is_ensemble and self.info.combine == "mean_logit"
+                and all(load_run(m.run)[1].outputs_logits for m in self.info.members))
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities for images already preprocessed by this run's preprocessing."""
-        x = np.asarray(images, dtype=np.float32)
-        if x.size == 0:
-            return np.zeros(0, np.float32)
-        if x.ndim == 2:  # one image
-            x = x[None]
-        if x.ndim == 3:  # no channel axis
-            x = x[..., None]
-        if x.shape[1:] != (self.size, self.size, 1):  # a reshape would cut larger images into several
-            raise ValueError(f"this run reads {self.size} x {self.size} px images; got an array of shape "
-                             f"{np.shape(images)}")
-        probs = np.concatenate([self._run(x[i: i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)])
+        probs = self.raw(images, batch_size)
         if self.info.outputs_logits:
             return calibrated(probs, self.temperature).astype(np.float32)
         if self.temperature == 1.0:
             return probs
         return apply_temperature(probs, self.temperature).astype(np.float32)
+
+    def raw(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """The model's output before calibration, one value per image: a logit, or an older run's probability.
+
+        The same read-only array through the same compiled model is computed once: `cxr stress` scores an ensemble
+        after its members, on the very arrays of changed images it scored them on."""
+        x = self._as_batch(images)
+        if self.model is not None and self._member_predictors:
+            if not len(x):
+                return np.zeros(0, np.float32)
+            views = self._views(x) if self._views else [images]  # the very array: its members' outputs may be known
+            logits = [member.raw(view if member.size == self.size else
+                                 _averaged(self._as_batch(view), self.size // member.size), batch_size)
+                      for member in self._member_predictors for view in views]
+            return np.mean(logits, axis=0, dtype=np.float32)
+        return _remembered(self._run, images, lambda: np.concatenate(
+            [self._run(x[i: i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)] or
+            [np.zeros(0, np.float32)]))
+
+    def _as_batch(self, images) -> np.ndarray:
+        """(n, size, size, 1) float32 from one image or a batch, with or without the channel axis."""
+        x = np.asarray(images, dtype=np.float32)
+        if x.ndim == 2 and x.size:  # one image
+            x = x[None]
+        if x.ndim == 3:  # no channel axis
+            x = x[..., None]
+        if x.size and x.shape[1:] != (self.info.size, self.info.size, 1):  # a reshape would cut larger images
+            raise ValueError(f"this run reads {self.info.size} x {self.info.size} px images; got an array of shape "
+                             f"{np.shape(images)}")
+        return x.reshape(-1, self.info.size, self.info.size, 1)
 
     def out_of_distribution(self, images: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(scores, flags) of the run's guard; (None, None) for a run saved without one (see `cxr guard`)."""
@@ -150,10 +160,12 @@ class Predictor:
             from cxr.inference.features import FeatureExtractor
             from cxr.models.for_inference import forms_of
 
-            forms = forms_of(self.model)  # the members in this Predictor's precision: what its guard was fitted on
-            key = ("features", self._policy_key)
+            # The models this Predictor computes with, in their precision: what its feature guard was fitted on.
+            fast = ([(m._fast, m.size) for m in self._member_predictors] if self._member_predictors else
+                    self.members() if self.info.is_ensemble else [(self._fast, self.size)])
+            forms, key = forms_of(self.model), ("features", tuple(id(m) for m, _ in fast))
             if key not in forms:
-                forms[key] = FeatureExtractor(forms[("members", self._policy_key)], self.size)
+                forms[key] = FeatureExtractor(fast, self.size)
             self._features = forms[key]
         blocks = self._features(images)
         if self.feature_guard is not None and self.feature_guard.population:
@@ -191,6 +203,47 @@ def _compiled(model, size: int):
     graph = tf.function(lambda x: model(x, training=False),
                         input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)])
     return lambda x: graph(x).numpy()
+
+
+def _views_of(size: int):
+    """An ensemble's test-time views of (n, size, size, 1) float32 images, as its saved model computes them."""
+    import keras
+    import tensorflow as tf
+
+    from cxr.models.ensemble import tta_views
+
+    image = keras.Input((size, size, 1))
+    model = keras.Model(image, tta_views(image, size))
+    graph = tf.function(lambda x: model(x, training=False),
+                        input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)])
+    return lambda x: [view.numpy() for view in graph(x)]
+
+
+def _averaged(images, factor: int):
+    """Images averaged over factor x factor blocks: what an ensemble's member at 1/factor of its size sees."""
+    if factor == 1:
+        return images
+    x = np.asarray(images, np.float32)
+    n, size = len(x), x.shape[1] // factor
+    return x.reshape(n, size, factor, size, factor, 1).mean(axis=(2, 4))
+
+
+_RECENT: dict = {}  # (id(compiled model), id(images)) -> (the model, a weak reference to the images, outputs)
+
+
+def _remembered(run, images, compute) -> np.ndarray:
+    """compute(), or its outputs from the last time `run` saw this very array. Only an array nothing can change
+    in place (read-only, owning its data) is remembered, by identity: no hashing of the pixels."""
+    if not isinstance(images, np.ndarray) or images.flags.writeable or images.base is not None:
+        return compute()
+    key = (id(run), id(images))
+    if key in _RECENT and _RECENT[key][0] is run and _RECENT[key][1]() is images:
+        return _RECENT[key][2].copy()
+    outputs = compute()
+    for stale in [k for k, (_, ref, _) in _RECENT.items() if ref() is None]:
+        del _RECENT[stale]
+    _RECENT[key] = run, weakref.ref(images), outputs
+    return outputs.copy()
 
 
 def _onnx_session(run_dir: Path, info: RunInfo):

@@ -13,7 +13,7 @@ TTA_ZOOM = 1.1  # the extra views: zoomed in 10%, and widened 10%, each cropped 
 EXACT = "float32"
 
 
-def _views(image, size: int) -> list:
+def tta_views(image, size: int) -> list:
     """The image as it is, plus deterministic views a different framing would give (built-in layers only)."""
     zoom = round(size * TTA_ZOOM)
     zoomed = layers.CenterCrop(size, size, dtype=EXACT)(layers.Resizing(zoom, zoom, dtype=EXACT)(image))
@@ -27,7 +27,7 @@ def build_ensemble(members: list[keras.Model], sizes: list[int], size: int, tta:
     for i, member in enumerate(members):
         member.name = f"member{i}_{member.name}"  # names must be unique inside one model
     image = keras.Input((size, size, 1), name="image")
-    views = _views(image, size) if tta else [image]
+    views = tta_views(image, size) if tta else [image]
     outputs = []
     for i, (member, member_size) in enumerate(zip(members, sizes)):
         factor = size // member_size
