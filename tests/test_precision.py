@@ -68,8 +68,3 @@ def test_depthwise_convolutions_are_timed_apart_and_each_architecture_computes_i
                       "mobilenetv2_e2e": "float32", "mobilenetv2": "float32", "xception": "float32",
                       None: "mixed_bfloat16"}
 
-
-@pytest.mark.parametrize("kind", ["standard", "depthwise"])
-def test_each_probe_trains_under_both_policies(kind):
-    for policy in precision.POLICIES:
-        assert 0 < precision._step_seconds(policy, kind, steps=1) < 60
