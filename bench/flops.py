@@ -9,7 +9,8 @@ each step runs:
   (unchanged and two framings) once per epoch, and one forward pass over training and validation for the
   guards; a frozen base's features once per image instead of every epoch, which the guards then reuse;
 - `ensemble RUN`: its members forward over training (guards), validation and test;
-- `stress RUNS`: each run forward over both sides (or the sampled images), once per condition;
+- `stress RUNS`: each run forward over both sides (or the sampled images), once per condition, an ensemble's
+  member at the ensemble's size only once where its run is stressed in the same step;
 - `evidence RUN`: forward and backward over validation; `site-check RUN`: forward over validation, the test
   side and 400 validation X-rays under each of seven families.
 """
@@ -48,12 +49,20 @@ def forward_flops(model) -> float:
 
 
 def _run_forward(run: Path) -> float:
+    return sum(flops for _, flops in _forward_parts(run))
+
+
+def _forward_parts(run: Path) -> list[tuple[tuple, float]]:
+    """(what the part computes on, its FLOPs per image) of a run's model, or of each member of an ensemble. A
+    member at the ensemble's size, without test-time views, computes on the ensemble's own input: the input its
+    run does alone (`cxr stress` scores it once for both)."""
     from cxr.runs.folder import load_run
 
     model, info = load_run(run)
-    if info.is_ensemble:
-        return sum(_run_forward(m.run) for m in info.members)
-    return forward_flops(model)
+    if not info.is_ensemble:
+        return [((Path(run).resolve(), "own input"), forward_flops(model))]
+    return [(part if m.size == info.size and not info.tta else ((run, i), "ensemble input"), flops)
+            for i, m in enumerate(info.members) for part, flops in _forward_parts(m.run)]
 
 
 def _images(run: Path) -> dict:
@@ -81,11 +90,14 @@ def step_flops(step: str, runs: Path) -> float | None:
     if command == "stress":
         from cxr.runs.results import Stress
 
-        total = 0.0
+        total, scored = 0.0, set()
         for name in names:
             stressed = Stress.read_side(runs / name)
             conditions = 1 + len(stressed.perturbations)
-            total += _run_forward(runs / name) * conditions * 2 * stressed.images
+            for part, flops in _forward_parts(runs / name):
+                if part not in scored:  # an ensemble's member scored alone in the same step is not run again
+                    scored.add(part)
+                    total += flops * conditions * 2 * stressed.images
         return total
     if command == "evidence":
         return 3 * _run_forward(runs / names[0]) * _images(runs / names[0])["val"]

@@ -78,8 +78,9 @@ def format_table(r: dict) -> str:
                                                                              r["demo"].get("peak_rss_gb", 0) * 1024)))
         limits = r["demo"].get("limits", {}).get("steps", {})
         for step, seconds in r["demo"].get("steps_s", {}).items():
-            share = limits.get(step, {}).get("share_of_float32_peak")
-            at = f", {limits[step]['gflop_per_s']:.1f} GFLOP/s = {share:.0%} of the float32 peak" if share else ""
+            shares = [f"{limits[step][f'share_of_{kind}_peak']:.0%} of the {kind} peak"
+                      for kind in ("bfloat16", "float32") if limits.get(step, {}).get(f"share_of_{kind}_peak")]
+            at = f", {limits[step]['gflop_per_s']:.1f} GFLOP/s = {', '.join(shares)}" if shares else ""
             lines.append(row(f"make demo step: {step} (s{at}){earlier}", seconds))
     if "ray_predict" in r:
         rp = r["ray_predict"]

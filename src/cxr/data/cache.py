@@ -140,12 +140,15 @@ def load_images(
         return LoadedImages(_stacked(images, prep), loaded, keys, skipped)
     wait_for_writes()
     folder = (cache_dir or cache_root()) / "images" / prep.key
-    file_keys = [_file_key(p) for p in paths]  # in one thread: for small files, 3x faster than a pool
-    readable = [k for k in file_keys if k is not None]
-    if len(readable) == len(paths) and (images := load_array(_set_path(folder, readable))) is not None:
-        images.flags.writeable = False
-        return LoadedImages(images, paths, dict(zip(paths, file_keys)))
-    stored = _stored_rows(folder, set(readable))
+    if (folder / "sets").is_dir():
+        file_keys = [_file_key(p) for p in paths]  # in one thread: for small files, 3x faster than a pool
+        readable = [k for k in file_keys if k is not None]
+        if len(readable) == len(paths) and (images := load_array(_set_path(folder, readable))) is not None:
+            images.flags.writeable = False
+            return LoadedImages(images, paths, dict(zip(paths, file_keys)))
+        stored = _stored_rows(folder, set(readable))
+    else:  # nothing stored for this preprocessing: no lookup, so each file is read and hashed once, as it decodes
+        file_keys, stored = [None] * len(paths), {}
     fresh_images, fresh_paths, fresh_keys, skipped = _load_each(
         [p for p, k in zip(paths, file_keys) if k not in stored], prep, progress)
     decoded = dict(zip(fresh_paths, fresh_images))

@@ -35,6 +35,10 @@ class HiResCam:
         self.replay = Replay(model)
         self.layer = self.replay.held
         self.grid = (grid_of(self.layer), int(self.layer.output.shape[2]))
+        size = int(model.input_shape[1])
+        # One graph for the pass and its gradient: run eagerly, DenseNet121's hundreds of layers cost more in
+        # dispatch than in arithmetic.
+        self._maps = tf.function(self._maps_and_logits, input_signature=[tf.TensorSpec((None, size, size, 1))])
 
     @property
     def description(self) -> dict:
@@ -49,17 +53,21 @@ class HiResCam:
         """(n, size, size) maps of each position's contribution to the PNEUMONIA logit (gradient x activation
         summed over channels, resampled to the input), and the (n,) logits."""
         size = images.shape[1]
-        x = tf.convert_to_tensor(np.asarray(images, np.float32).reshape(-1, size, size, 1))
+        cam, logits = self._maps(np.asarray(images, np.float32).reshape(-1, size, size, 1))
+        # Per pixel: each cell's contribution over the pixels it covers, so a map sums to what its cells do
+        # whatever the grid (the members of an ensemble have different grids).
+        cell_pixels = (size / self.grid[0]) * (size / self.grid[1])
+        return cam.numpy() / cell_pixels, logits.numpy()
+
+    def _maps_and_logits(self, x):
         with tf.GradientTape() as tape:
             maps, _, logits = self.replay.run(x)
             score = tf.reduce_sum(tf.cast(logits, tf.float32))  # the images of a batch are independent
         grads = tape.gradient(score, maps)
         cam = tf.reduce_sum(tf.cast(grads * maps, tf.float32), axis=-1)[..., None]
-        # Per pixel: each cell's contribution over the pixels it covers, so a map sums to what its cells do
-        # whatever the grid (the members of an ensemble have different grids).
-        cell_pixels = (size / self.grid[0]) * (size / self.grid[1])
-        cam = tf.image.resize(cam, (size, size), method="bilinear")[..., 0].numpy() / cell_pixels
-        return cam, tf.cast(tf.reshape(logits, [-1]), tf.float32).numpy()
+        size = x.shape[1]
+        return tf.image.resize(cam, (size, size), method="bilinear")[..., 0], tf.cast(tf.reshape(logits, [-1]),
+                                                                                        tf.float32)
 
     def explain(self, images: np.ndarray, threshold: float = 0.5, called=None) -> "Explanation":
         """Maps of the predicted class for (n, size, size[, 1]) images in 0..255 at this decision threshold.
