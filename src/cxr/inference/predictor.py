@@ -33,16 +33,16 @@ class Predictor:
             raise UsageError(f"--threshold must lie between 0 and 1, not {threshold}")
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.engine = engine
-        self._members, self._features, self._member_predictors = None, None, None
+        self._members, self._features, self._member_predictors, self._model = None, None, None, model
         if model is not None:
             self.info = info
-            self._use_keras(model, precision)
+            self._use_keras(precision)
         elif engine == "keras":
-            model, self.info = load_run(self.run_dir)
-            self._use_keras(model, precision)
+            self.info = RunInfo.read(self.run_dir)
+            self._use_keras(precision)
         elif engine == "onnx":
             self.info = RunInfo.read_onnx(self.run_dir)
-            self.model, self.precision = None, "float32"
+            self.precision = "float32"
             self._run = _onnx_session(self.run_dir, self.info)
         else:
             raise RunError(f"unknown engine {engine!r}: use keras or onnx")
@@ -51,7 +51,7 @@ class Predictor:
         self.temperature = self.info.temperature  # fitted on validation at training time
         self.guard = load_for_run(self.run_dir)
         # The feature guard reads the model's features, which only the Keras engine gives.
-        self.feature_guard = load_feature_guard(self.run_dir) if self.model is not None else None
+        self.feature_guard = load_feature_guard(self.run_dir) if self.engine == "keras" else None
         self.threshold = self.info.threshold if threshold is None else float(threshold)
 
     @classmethod
@@ -59,14 +59,21 @@ class Predictor:
         """A Predictor around a model in memory (the training run, before its folder is complete)."""
         return cls(model=model, info=info, precision=precision)
 
-    def _use_keras(self, model, precision: str) -> None:
+    @property
+    def model(self):
+        """The run's Keras model; None under ONNX. An ensemble that predicts through its members loads its own
+        saved model only where something asks for it."""
+        if self._model is None and self.engine == "keras":
+            self._model = load_run(self.run_dir)[0]
+        return self._model
+
+    def _use_keras(self, precision: str) -> None:
         """The model in the precision its architecture runs fastest in here (cxr.inference.precision); an ensemble
         that averages its members' logits runs each member through a Predictor of its own."""
         from cxr.inference.precision import resolve_precision
         from cxr.models import copy_in_precision
         from cxr.models.for_inference import forms_of, inference_model, shared_inference_model
 
-        self.model = model
         if self._by_members():
             self._member_predictors = [Predictor(m.run, precision=precision) for m in self.info.members]
             self.precision = "+".join(dict.fromkeys(m.precision for m in self._member_predictors))
@@ -74,6 +81,7 @@ class Predictor:
             return
         # Older ensembles averaged probabilities: they run as saved, in float32.
         policy = "float32" if self.info.is_ensemble else resolve_precision(precision, self.info.model)
+        model = self.model
         forms, size, logits = forms_of(model), self.info.size, self.info.outputs_logits
         key = ("compiled", policy, logits)
         if key not in forms:
@@ -104,7 +112,7 @@ class Predictor:
         The same read-only array through the same compiled model is computed once: `cxr stress` scores an ensemble
         after its members, on the very arrays of changed images it scored them on."""
         x = self._as_batch(images)
-        if self.model is not None and self._member_predictors:
+        if self._member_predictors:
             if not len(x):
                 return np.zeros(0, np.float32)
             views = self._views(x) if self._views else [images]  # the very array: its members' outputs may be known
@@ -146,7 +154,7 @@ class Predictor:
 
     def members(self) -> list:
         """(Keras model, input size) of each member of an ensemble, or of the model itself: loaded once."""
-        if self.model is None:
+        if self.engine != "keras":
             raise RunError("the model's features and evidence maps need the Keras engine (not ONNX Runtime)")
         if self._members is None:
             self._members = ([(load_run(m.run)[0], m.size) for m in self.info.members] if self.info.is_ensemble
@@ -163,7 +171,7 @@ class Predictor:
             # The models this Predictor computes with, in their precision: what its feature guard was fitted on.
             fast = ([(m._fast, m.size) for m in self._member_predictors] if self._member_predictors else
                     self.members() if self.info.is_ensemble else [(self._fast, self.size)])
-            forms, key = forms_of(self.model), ("features", tuple(id(m) for m, _ in fast))
+            forms, key = forms_of(fast[0][0]), ("features", tuple(id(m) for m, _ in fast))
             if key not in forms:
                 forms[key] = FeatureExtractor(fast, self.size)
             self._features = forms[key]

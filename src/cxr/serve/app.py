@@ -58,7 +58,7 @@ class Service:
     def explainer(self):
         with self._explainer_lock:  # built once, on first use
             if self._explainer is None:
-                if self.predictor.model is None:
+                if self.predictor.engine != "keras":
                     raise HTTPException(400, "explanations need the Keras engine")
                 self._explainer = self.predictor.explainer()
             return self._explainer
