@@ -70,6 +70,7 @@ def make_ensemble(run_dirs: list[Path], out: Path, tta: bool = True) -> Path:
     with_guards(out, model, info, train_part.images, unchanged_val.images).write(out)
     trainings = [TrainingRecord.read(r) for r in run_dirs]
     TrainingRecord(split_note=trainings[0].split_note, images=trainings[0].images, skipped=trainings[0].skipped,
-                   precision=trainings[0].precision, members=tuple(str(r) for r in run_dirs),
+                   precision="+".join(dict.fromkeys(t.precision for t in trainings)),
+                   members=tuple(str(r) for r in run_dirs),
                    train_seconds=float(sum(t.train_seconds for t in trainings))).write(out)
     return out
