@@ -109,3 +109,8 @@ def test_an_ensemble_scores_an_array_its_members_scored_from_their_outputs(train
     assert computed == [len(images)]  # both members read the member's outputs
     np.testing.assert_allclose(ensemble.raw(images.copy()), alone, rtol=1e-6)  # a copy is writable
     assert computed == [len(images)] * 3
+    # Copied away from its members, the ensemble folder still predicts: through its own saved model, in float32.
+    shutil.copytree(tmp_path / "pair", tmp_path / "copied" / "alone" / "pair")
+    by_itself = Predictor(tmp_path / "copied" / "alone" / "pair")
+    assert by_itself.precision == "float32"
+    np.testing.assert_allclose(by_itself.predict(images), ensemble.predict(images), atol=1e-2)

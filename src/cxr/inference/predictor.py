@@ -94,8 +94,14 @@ class Predictor:
         (self._run, self._fast), self.precision = forms[key], policy
 
     def _by_members(self) -> bool:
-        return (self.info.is_ensemble and self.info.combine == "mean_logit"
-                and all(load_run(m.run)[1].outputs_logits for m in self.info.members))
+        """Whether this is an ensemble of logits whose member runs are at hand. Without them (an ensemble folder
+        copied alone) its saved model still predicts, in float32."""
+        if not (self.info.is_ensemble and self.info.combine == "mean_logit"):
+            return False
+        try:
+            return all(load_run(m.run)[1].outputs_logits for m in self.info.members)
+        except RunError:
+            return False
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities for images already preprocessed by this run's preprocessing."""
