@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from cxr import CLASSES
 from cxr.inference.replay import Replay, grid_of
+from cxr.models.ensemble import member_view
 
 
 class HiResCam:
@@ -116,7 +117,7 @@ class EnsembleCam(HiResCam):
         maps, logits = [], []
         for cam, member_size in self.members:
             factor = size // member_size
-            view = x.reshape(-1, member_size, factor, member_size, factor, 1).mean(axis=(2, 4)) if factor > 1 else x
+            view = member_view(x, member_size)
             m, logit = cam.signed(view)
             # A member pixel covers factor^2 pixels of the X-ray: per pixel, its share spreads over them.
             maps.append(tf.image.resize(m[..., None], (size, size), method="bilinear")[..., 0].numpy() / factor**2)

@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from cxr.inference.replay import Replay
+from cxr.models.ensemble import member_view
 
 BATCH = 64
 
@@ -30,8 +31,7 @@ class FeatureExtractor:
         x = np.asarray(images, np.float32).reshape(-1, self.size, self.size, 1)
         blocks = {"penultimate": [], "intermediate": []}
         for run, member_size in self.parts:
-            factor = self.size // member_size
-            view = x.reshape(-1, member_size, factor, member_size, factor, 1).mean(axis=(2, 4)) if factor > 1 else x
+            view = member_view(x, member_size)
             outputs = [run(view[i: i + BATCH]) for i in range(0, len(view), BATCH)] or [(np.zeros((0, 0)),) * 2]
             for key, index in (("penultimate", 0), ("intermediate", 1)):
                 blocks[key].append(np.concatenate([np.asarray(o[index]) for o in outputs]))

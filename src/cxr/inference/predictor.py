@@ -33,7 +33,7 @@ class Predictor:
             raise UsageError(f"--threshold must lie between 0 and 1, not {threshold}")
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.engine = engine
-        self._members, self._features, self._member_predictors, self._model = None, None, None, model
+        self._members, self._features, self._member_predictors, self._views, self._model = None, None, None, None, model
         if model is not None:
             self.info = info
             self._use_keras(precision)
@@ -119,11 +119,12 @@ class Predictor:
         after its members, on the very arrays of changed images it scored them on."""
         x = self._as_batch(images)
         if self._member_predictors:
+            from cxr.models.ensemble import member_view
+
             if not len(x):
                 return np.zeros(0, np.float32)
             views = self._views(x) if self._views else [images]  # the very array: its members' outputs may be known
-            logits = [member.raw(view if member.size == self.size else
-                                 _averaged(self._as_batch(view), self.size // member.size), batch_size)
+            logits = [member.raw(member_view(view, member.size), batch_size)
                       for member in self._member_predictors for view in views]
             return np.mean(logits, axis=0, dtype=np.float32)
         return _remembered(self._run, images, lambda: np.concatenate(
@@ -231,15 +232,6 @@ def _views_of(size: int):
     graph = tf.function(lambda x: model(x, training=False),
                         input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)])
     return lambda x: [view.numpy() for view in graph(x)]
-
-
-def _averaged(images, factor: int):
-    """Images averaged over factor x factor blocks: what an ensemble's member at 1/factor of its size sees."""
-    if factor == 1:
-        return images
-    x = np.asarray(images, np.float32)
-    n, size = len(x), x.shape[1] // factor
-    return x.reshape(n, size, factor, size, factor, 1).mean(axis=(2, 4))
 
 
 _RECENT: dict = {}  # (id(compiled model), id(images)) -> (the model, a weak reference to the images, outputs)

@@ -1,8 +1,9 @@
 """An ensemble as one Keras model: the mean of its members' logits, each member on the input it sees
-(cxr.training.ensemble makes and saves one; the Predictor rebuilds one from its members' copies in another
-precision)."""
+(cxr.training.ensemble makes and saves one). The Predictor, the features and the evidence maps run the members
+one by one, on the same views."""
 
 import keras
+import numpy as np
 from keras import layers
 
 from cxr.models.for_inference import OUTPUT_LAYER, inference_model
@@ -19,6 +20,16 @@ def tta_views(image, size: int) -> list:
     zoomed = layers.CenterCrop(size, size, dtype=EXACT)(layers.Resizing(zoom, zoom, dtype=EXACT)(image))
     widened = layers.CenterCrop(size, size, dtype=EXACT)(layers.Resizing(size, zoom, dtype=EXACT)(image))
     return [image, zoomed, widened]
+
+
+def member_view(images: np.ndarray, member_size: int) -> np.ndarray:
+    """What a member at 1/k of the ensemble's size sees of (n, size, size[, 1]) images: each averaged over k x k
+    blocks, as the saved model's AveragePooling2D does, in (n, size / k, size / k, 1); the very array where the
+    sizes match (so that outputs known for it are found)."""
+    factor = images.shape[1] // member_size
+    if factor == 1:
+        return images
+    return np.asarray(images, np.float32).reshape(-1, member_size, factor, member_size, factor, 1).mean(axis=(2, 4))
 
 
 def build_ensemble(members: list[keras.Model], sizes: list[int], size: int, tta: bool) -> keras.Model:
