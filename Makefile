@@ -45,8 +45,9 @@ setup-dev: $(VENV)/.installed-dev
 # the seed's three on 200 images a side, the candidates on every image), the data audit and the comparison
 # report. The model to serve is chosen on validation only, by its worst condition, among the runs built only
 # from pretrained networks (reports/demo/best_run.txt): the from-scratch CNNs are the seed's baselines, never
-# served. Its evidence audit and its site check on the carved test split follow. `make robust`: longer forms,
-# two seeds. `cxr stress RUN` tests a run on all 24 changes.
+# served. Its evidence audit and its site check on the carved test split follow. Everything after training runs in
+# one process (cxr's --then), which loads each model and traces each graph once; it echoes each step as it starts.
+# `make robust`: longer forms, two seeds. `cxr stress RUN` tests a run on all 24 changes.
 AUGMENTED := --framing targeted --acquisition random --split-seed 42
 CNN_AUG := --model cnn_aug $(AUGMENTED)
 # End to end: a low constant rate and softened targets.
@@ -71,13 +72,13 @@ demo-steps:
 	$(CXR) -q train --model vgg16 --out $(RUNS)/vgg16 $(DEMO_FLAGS)
 	$(CXR) -q train $(DENSE) --epochs 3 --seed 42 --out $(RUNS)/densenet121_e2e $(DEMO_FLAGS)
 	$(CXR) -q train $(MOBILE) --epochs 4 --seed 42 --out $(RUNS)/mobilenetv2_e2e $(DEMO_FLAGS)
-	$(CXR) -q ensemble $(RUNS)/densenet121_e2e $(RUNS)/mobilenetv2_e2e --out $(RUNS)/robust --no-tta
-	$(CXR) -q stress --images 200 --changes selection $(SEED_RUNS)
-	$(CXR) -q stress --changes selection $(CANDIDATES)
-	$(CXR) -q audit --out $(REPORT)/audit
-	$(CXR) -q compare $(SEED_RUNS) $(CANDIDATES) --out $(REPORT)
-	$(CXR) -q evidence $$(cat $(REPORT)/best_run.txt)
-	$(CXR) -q site-check --split test --against $$(cat $(REPORT)/best_run.txt) --out $(REPORT)/site_check
+	@$(CXR) -q ensemble $(RUNS)/densenet121_e2e $(RUNS)/mobilenetv2_e2e --out $(RUNS)/robust --no-tta \
+		--then stress --images 200 --changes selection $(SEED_RUNS) \
+		--then stress --changes selection $(CANDIDATES) \
+		--then audit --out $(REPORT)/audit \
+		--then compare $(SEED_RUNS) $(CANDIDATES) --out $(REPORT) \
+		--then evidence @$(REPORT)/best_run.txt \
+		--then site-check --split test --against @$(REPORT)/best_run.txt --out $(REPORT)/site_check
 
 # The longer forms: each fine-tuned network for twice the demo's epochs with two seeds, the ensemble of the
 # first two, each stress-tested on every image and every change and compared by the same validation rule; the
@@ -94,8 +95,7 @@ robust: setup
 	$(BIN)/cxr -q train $(MOBILE) --epochs 8 --seed 7 --out $(ROBUST_RUNS)/mobilenetv2_e2e_seed7
 	$(BIN)/cxr -q ensemble $(ROBUST_RUNS)/densenet121_e2e $(ROBUST_RUNS)/mobilenetv2_e2e \
 		--out $(ROBUST_RUNS)/ensemble --no-tta
-	$(BIN)/cxr -q stress $(ROBUST_ALL)
-	$(BIN)/cxr -q compare $(ROBUST_ALL) --out reports/robust
+	@$(BIN)/cxr -q stress $(ROBUST_ALL) --then compare $(ROBUST_ALL) --out reports/robust
 
 test: setup-dev
 	$(BIN)/python -m pytest -n 2 --dist worksteal -rs --durations=15

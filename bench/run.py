@@ -172,8 +172,9 @@ def bench_transfer(x, y, head_epochs: int, sample: int) -> dict:
 
 
 def _step_name(command: str) -> str:
-    """'train cnn_aug', 'stress cnn vgg16', ...: a `cxr -q` command line as make echoes it, shortened."""
-    command = re.sub(r"\$\(cat (\S+)\)", lambda m: (ROOT / m.group(1)).read_text().strip(), command)  # served run
+    """'train cnn_aug', 'stress cnn vgg16', ...: a `cxr -q` command line as make or a `--then` chain echoes it,
+    shortened."""
+    command = re.sub(r"@(\S+)", lambda m: (ROOT / m.group(1)).read_text().strip(), command)  # the served run
     words = command.split(" -q ", 1)[1].split()
     if words[0] in ("train", "ensemble"):
         return f"{words[0]} {Path(words[words.index('--out') + 1]).name}"

@@ -61,3 +61,17 @@ def test_a_missing_optional_dependency_is_one_line_naming_what_to_install(traine
         assert result.returncode != 0, extra
         lines = result.stderr.strip().splitlines()
         assert any(f"[{extra}]" in line for line in lines) and "Traceback" not in result.stderr, (extra, lines)
+
+
+def test_commands_joined_by_then_run_in_order_and_stop_at_the_first_failure(tmp_path):
+    from cxr.cli import _steps
+
+    assert _steps(["-q", "audit", "--out", "a", "--then", "compare", "r", "--out", "b"]) == [
+        ["-q", "audit", "--out", "a"], ["-q", "compare", "r", "--out", "b"]]
+    (tmp_path / "served.txt").write_text(f"{tmp_path / 'no-such-run'}\n")
+    result = run_cxr("evaluate", f"@{tmp_path / 'served.txt'}", "--then", "evaluate", tmp_path / "never-read")
+    assert result.returncode == 1
+    # Each step is echoed as it starts; the run named in the file is the one read, and the second step never runs.
+    assert result.stdout.splitlines() == [f"cxr -q evaluate @{tmp_path / 'served.txt'}"]
+    assert result.stderr.strip().splitlines() == [f"{tmp_path / 'no-such-run' / 'model.json'}: not found "
+                                                  "(is this a cxr run folder?)"]

@@ -1,7 +1,14 @@
-"""`cxr` command line, declared as a table (COMMANDS): every command, its help, and its arguments."""
+"""`cxr` command line, declared as a table (COMMANDS): every command, its help, and its arguments.
+
+Several commands joined by `--then` run one after another in one process, so that the models, compiled graphs and
+decoded images one step loaded serve the next (`make demo` runs everything after training so). An argument `@FILE`
+stands for the lines of FILE, read when its step starts: `evidence @reports/demo/best_run.txt` after the `compare`
+that writes it.
+"""
 
 import argparse
 import dataclasses
+import itertools
 import logging
 import os
 import sys
@@ -146,7 +153,8 @@ COMMANDS = {
 def parser() -> argparse.ArgumentParser:
     from cxr import __version__
 
-    p = argparse.ArgumentParser(prog="cxr", description="Pneumonia detection on pediatric chest X-rays.")
+    p = argparse.ArgumentParser(prog="cxr", description="Pneumonia detection on pediatric chest X-rays; join "
+                                "commands with --then to run them in one process", fromfile_prefix_chars="@")
     p.add_argument("--version", action="version", version=f"cxr {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
     sub = p.add_subparsers(dest="command", required=True)
@@ -181,7 +189,37 @@ def _uses_tensorflow(args) -> bool:
     return args.command != "sweep" and getattr(args, "engine", "keras") == "keras"
 
 
+THEN = "--then"
+
+
+def _steps(argv: list[str]) -> list[list[str]]:
+    """The command lines of `cxr [-q] A ... --then B ... --then C ...`, each with the options given before A."""
+    pieces, piece = [], []
+    for word in argv:
+        if word == THEN:
+            pieces.append(piece)
+            piece = []
+        else:
+            piece.append(word)
+    pieces.append(piece)
+    if len(pieces) == 1:
+        return pieces
+    options = list(itertools.takewhile(lambda word: word.startswith("-"), pieces[0]))
+    return [pieces[0], *([*options, *piece] for piece in pieces[1:])]
+
+
 def main(argv=None) -> int:
+    steps = _steps(sys.argv[1:] if argv is None else list(argv))
+    for step in steps:
+        if len(steps) > 1:  # what runs now, as make would echo it (bench/run.py times the steps by these lines)
+            print("cxr " + " ".join(step), flush=True)
+        status = _run(step)
+        if status:
+            return status
+    return 0
+
+
+def _run(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.quiet and _uses_tensorflow(args):
         _import_tensorflow_silently()
