@@ -120,7 +120,7 @@ def reframe(images, margins, prep: Preprocessing = PLAIN, fine=None):
     inner = size - 2 * k
     big = source.shape[1]
     kb = frame_px(big) if prep.border == "frame" else 0
-    content = tf.cast(source[:, kb: big - kb, kb: big - kb], tf.float32)
+    content = source[:, kb: big - kb, kb: big - kb]  # crop_and_resize reads uint8 as it is, in float32 out
     boxes = tf.stack([margins[:, 0], margins[:, 2], 1.0 - margins[:, 1], 1.0 - margins[:, 3]], axis=1)
     framed = tf.image.crop_and_resize(content, boxes, tf.range(tf.shape(images)[0]), (inner, inner),
                                       extrapolation_value=0.0)
