@@ -194,16 +194,12 @@ THEN = "--then"
 
 def _steps(argv: list[str]) -> list[list[str]]:
     """The command lines of `cxr [-q] A ... --then B ... --then C ...`, each with the options given before A."""
-    pieces, piece = [], []
+    pieces = [[]]
     for word in argv:
         if word == THEN:
-            pieces.append(piece)
-            piece = []
+            pieces.append([])
         else:
-            piece.append(word)
-    pieces.append(piece)
-    if len(pieces) == 1:
-        return pieces
+            pieces[-1].append(word)
     options = list(itertools.takewhile(lambda word: word.startswith("-"), pieces[0]))
     return [pieces[0], *([*options, *piece] for piece in pieces[1:])]
 
