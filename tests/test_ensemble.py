@@ -86,29 +86,34 @@ def test_members_log_odds_are_averaged_and_a_half_size_member_sees_2x2_block_mea
     np.testing.assert_allclose(ensemble.predict(x, verbose=0), 1 / (1 + np.exp(-mean_logit)), atol=1e-5)
 
 
-def test_an_ensemble_scores_an_array_its_members_scored_from_their_outputs(trained_run, tmp_path, monkeypatch):
-    """`cxr stress` scores an ensemble after its members, on the same read-only arrays of changed images: each
-    member's outputs are reused, not computed again. An array that can change in place is computed afresh."""
+def test_the_same_pixels_through_the_same_model_are_computed_once(trained_run, tmp_path, monkeypatch):
+    """`cxr stress` scores an ensemble after its members on the same changed images, and the steps of a chain read
+    the same splits again: a model's outputs for pixels it scored lately are reused, whatever array holds them.
+    Pixels changed in place, a timing (`recompute`) and a service (`remember=False`) are computed afresh."""
     import numpy as np
 
     from cxr.inference import predictor as predictor_module
     from cxr.inference.predictor import Predictor
+    from cxr.inference.remembered import Remembered
     from cxr.training.ensemble import make_ensemble
 
     make_ensemble([trained_run, trained_run], tmp_path / "pair", tta=False)
     member, ensemble = Predictor(trained_run), Predictor(tmp_path / "pair")
     images = member.load(sorted((FULLRES / "NORMAL").iterdir())).images
-    frozen = images.copy()
-    frozen.flags.writeable = False
-    computed, remembered = [], predictor_module._remembered
-    monkeypatch.setattr(predictor_module, "_remembered", lambda run, x, compute: remembered(
-        run, x, lambda: computed.append(len(x)) or compute()))
-    alone = member.raw(frozen)
+    computed, outputs = [], Remembered(keep=64)  # nothing from earlier tests in this process
+    monkeypatch.setattr(predictor_module, "_OUTPUTS", lambda run, x, compute, recompute=False: outputs(
+        run, x, lambda: computed.append(len(x)) or compute(), recompute))
+    alone = member.raw(images)
     assert computed == [len(images)]
-    np.testing.assert_allclose(ensemble.raw(frozen), alone, rtol=1e-6)  # the mean of one logit twice
+    np.testing.assert_allclose(ensemble.raw(images), alone, rtol=1e-6)  # the mean of one logit twice
+    np.testing.assert_allclose(ensemble.raw(images.copy()[..., None]), alone, rtol=1e-6)  # other arrays, same pixels
     assert computed == [len(images)]  # both members read the member's outputs
-    np.testing.assert_allclose(ensemble.raw(images.copy()), alone, rtol=1e-6)  # a copy is writable
-    assert computed == [len(images)] * 3
+    changed = images.copy()
+    changed[:, :8] = 0
+    member.raw(changed)
+    member.raw(images, recompute=True)
+    Predictor(trained_run, remember=False).raw(images)
+    assert computed == [len(images)] * 4
     # Copied away from its members, the ensemble folder still predicts: through its own saved model, in float32.
     shutil.copytree(tmp_path / "pair", tmp_path / "copied" / "alone" / "pair")
     by_itself = Predictor(tmp_path / "copied" / "alone" / "pair")

@@ -193,3 +193,34 @@ def test_every_random_layer_draws_from_the_epoch_seed(name):
 
 def _nested(layer):
     return [layer] + [inner for child in getattr(layer, "layers", []) for inner in _nested(child)]
+
+
+def test_the_inference_model_folds_batch_normalisation_into_the_convolution_before_it():
+    """Each float32 convolution followed by a batch normalisation (plain and depthwise, inside a nested base, with
+    and without a bias) computes both in one: same logits, no batch normalisation left where it folded. One whose
+    input is read elsewhere, or that follows no convolution, stays."""
+    from cxr.models.for_inference import inference_model
+
+    rng = np.random.default_rng(0)
+    image = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, use_bias=False)(image)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2)(x)
+    x = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(x))
+    shared = keras.layers.Conv2D(16, 1)(x)
+    x = keras.layers.Add()([keras.layers.BatchNormalization()(shared), shared])  # the convolution is read twice
+    base = keras.Model(image, keras.layers.BatchNormalization()(x), name="base")
+    grey = keras.Input((16, 16, 1))
+    features = keras.layers.GlobalAveragePooling2D()(base(keras.layers.Concatenate()([grey, grey, grey])))
+    model = keras.Model(grey, keras.layers.Dense(1, activation="sigmoid", name="pneumonia")(features))
+    for layer in base.layers:  # statistics and affine parameters far from the identity
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 2, w.shape) if i != 1 else rng.normal(0, 1, w.shape)
+                               for i, w in enumerate(layer.get_weights())])
+    inference = inference_model(model, 16, logits=True)
+    kept = [layer.name for layer in inference.get_layer("base").layers
+            if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(kept) == 2  # after the convolution read twice, and after the Add
+    x = rng.uniform(0, 255, (4, 16, 16, 1)).astype("float32")
+    logits = np.log(model(x) / (1 - model(x)))
+    np.testing.assert_allclose(inference(x), logits, rtol=1e-4, atol=1e-4)

@@ -22,6 +22,7 @@ import numpy as np
 
 from cxr.data.cache import SUFFIX, cache_root
 from cxr.files import load_array, save_array
+from cxr.inference.remembered import Remembered
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ LAYER, CHANNELS = "out_relu", 1280  # the mean and standard deviation of each of
 BLOCK = "population"  # its name among the feature guard's blocks
 VERSION = 1  # names the cache: changes whenever the features can change
 BATCH = 64
+_COMPUTED = Remembered(keep=6)  # the steps of one process (cxr's --then) read the same splits
 
 
 class PopulationFeatures:
@@ -56,13 +58,15 @@ class PopulationFeatures:
             self._graphs[size] = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         return self._graphs[size]
 
-    def __call__(self, images: np.ndarray) -> dict:
+    def __call__(self, images: np.ndarray, recompute: bool = False) -> dict:
+        """`recompute`: compute even for pixels seen lately (cxr.inference.remembered)."""
         x = np.asarray(images)
-        x = x.reshape(len(x), x.shape[1], x.shape[2], 1).astype(np.float32)
         if not len(x):
             return {BLOCK: np.zeros((0, 2 * CHANNELS), np.float32)}
+        x = x.reshape(len(x), x.shape[1], x.shape[2], 1)
         run = self._graph(x.shape[1])
-        return {BLOCK: np.concatenate([run(x[i: i + BATCH]).numpy() for i in range(0, len(x), BATCH)])}
+        return _COMPUTED(run, x, lambda: {BLOCK: np.concatenate(
+            [run(x[i: i + BATCH].astype(np.float32)).numpy() for i in range(0, len(x), BATCH)])}, recompute)
 
     def cached(self, images: np.ndarray) -> dict:
         """The same, from the disk cache when these exact images were seen (a training or validation split)."""

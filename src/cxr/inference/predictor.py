@@ -5,7 +5,6 @@ the threshold on validation), evaluate, stress, predict, serve, export parity ch
 TensorFlow is imported only by the Keras engine.
 """
 
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from cxr.errors import UsageError
 from cxr.files import file_sha256
 from cxr.inference.feature_guard import load_feature_guard
 from cxr.inference.ood import load_for_run
+from cxr.inference.remembered import Remembered
 from cxr.inference.temperature import apply_temperature, calibrated
 from cxr.runs.folder import ONNX_FILE, RunError, load_run
 from cxr.runs.info import ONNX_META, RunInfo
@@ -25,14 +25,16 @@ class Predictor:
     """P(pneumonia) for files or preprocessed (n, size, size) uint8 images, with the run's threshold."""
 
     def __init__(self, run_dir: Path | None = None, engine: str = "keras", precision: str = "auto",
-                 threshold: float | None = None, *, model=None, info: RunInfo | None = None):
+                 threshold: float | None = None, *, model=None, info: RunInfo | None = None, remember: bool = True):
         """From a run folder, or from a Keras `model` and its `info` in memory (the training run, before its
         folder is complete). `threshold` replaces the run's validation-chosen one (a user's operating point).
-        Under either engine `info` is the run's RunInfo (under ONNX, the export's view of it)."""
+        Under either engine `info` is the run's RunInfo (under ONNX, the export's view of it). `remember`: take
+        what the models computed lately for the same pixels (cxr.inference.remembered); a service computes every
+        answer, so that its latency is the model's."""
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise UsageError(f"--threshold must lie between 0 and 1, not {threshold}")
         self.run_dir = None if run_dir is None else Path(run_dir)
-        self.engine = engine
+        self.engine, self.remember = engine, remember
         self._members, self._features, self._member_predictors, self._views, self._model = None, None, None, None, model
         if model is not None:
             self.info = info
@@ -75,7 +77,8 @@ class Predictor:
         from cxr.models.for_inference import forms_of, inference_model, shared_inference_model
 
         if self._by_members():
-            self._member_predictors = [Predictor(m.run, precision=precision) for m in self.info.members]
+            self._member_predictors = [Predictor(m.run, precision=precision, remember=self.remember)
+                                       for m in self.info.members]
             self.precision = "+".join(dict.fromkeys(m.precision for m in self._member_predictors))
             self._views = _views_of(self.info.size) if self.info.tta else None
             return
@@ -103,33 +106,35 @@ class Predictor:
         except RunError:
             return False
 
-    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Calibrated probabilities for images already preprocessed by this run's preprocessing."""
-        probs = self.raw(images, batch_size)
+    def predict(self, images: np.ndarray, batch_size: int = 64, recompute: bool = False) -> np.ndarray:
+        """Calibrated probabilities for images already preprocessed by this run's preprocessing. `recompute`:
+        run the model even on pixels it scored lately (a timing)."""
+        probs = self.raw(images, batch_size, recompute)
         if self.info.outputs_logits:
             return calibrated(probs, self.temperature).astype(np.float32)
         if self.temperature == 1.0:
             return probs
         return apply_temperature(probs, self.temperature).astype(np.float32)
 
-    def raw(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    def raw(self, images: np.ndarray, batch_size: int = 64, recompute: bool = False) -> np.ndarray:
         """The model's output before calibration, one value per image: a logit, or an older run's probability.
 
-        The same read-only array through the same compiled model is computed once: `cxr stress` scores an ensemble
-        after its members, on the very arrays of changed images it scored them on."""
+        The same pixels through the same compiled model are computed once in a process (cxr.inference.remembered):
+        `cxr stress` scores an ensemble after its members on the same changed images, and the steps of a chain
+        read the same splits."""
         x = self._as_batch(images)
         if self._member_predictors:
             from cxr.models.ensemble import member_view
 
             if not len(x):
                 return np.zeros(0, np.float32)
-            views = self._views(x) if self._views else [images]  # the very array: its members' outputs may be known
-            logits = [member.raw(member_view(view, member.size), batch_size)
+            views = self._views(x) if self._views else [images]
+            logits = [member.raw(member_view(view, member.size), batch_size, recompute)
                       for member in self._member_predictors for view in views]
             return np.mean(logits, axis=0, dtype=np.float32)
-        return _remembered(self._run, images, lambda: np.concatenate(
+        return _OUTPUTS(self._run, images, lambda: np.concatenate(
             [self._run(x[i: i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)] or
-            [np.zeros(0, np.float32)]))
+            [np.zeros(0, np.float32)]), recompute or not self.remember)
 
     def _as_batch(self, images) -> np.ndarray:
         """(n, size, size, 1) float32 from one image or a batch, with or without the channel axis."""
@@ -182,11 +187,11 @@ class Predictor:
             if key not in forms:
                 forms[key] = FeatureExtractor(fast, self.size)
             self._features = forms[key]
-        blocks = self._features(images)
+        blocks = _FEATURES(self._features, images, lambda: self._features(images), not self.remember)
         if self.feature_guard is not None and self.feature_guard.population:
             from cxr.inference.population import population_features
 
-            blocks.update(population_features()(images))
+            blocks.update(population_features()(images, recompute=not self.remember))
         return blocks
 
     def load(self, paths, use_cache: bool = True, progress: bool = False) -> LoadedImages:
@@ -234,22 +239,8 @@ def _views_of(size: int):
     return lambda x: [view.numpy() for view in graph(x)]
 
 
-_RECENT: dict = {}  # (id(compiled model), id(images)) -> (the model, a weak reference to the images, outputs)
-
-
-def _remembered(run, images, compute) -> np.ndarray:
-    """compute(), or its outputs from the last time `run` saw this very array. Only an array nothing can change
-    in place (read-only, owning its data) is remembered, by identity: no hashing of the pixels."""
-    if not isinstance(images, np.ndarray) or images.flags.writeable or images.base is not None:
-        return compute()
-    key = (id(run), id(images))
-    if key in _RECENT and _RECENT[key][0] is run and _RECENT[key][1]() is images:
-        return _RECENT[key][2].copy()
-    outputs = compute()
-    for stale in [k for k, (_, ref, _) in _RECENT.items() if ref() is None]:
-        del _RECENT[stale]
-    _RECENT[key] = run, weakref.ref(images), outputs
-    return outputs.copy()
+_OUTPUTS = Remembered(keep=64)  # a model's outputs: a few floats an image
+_FEATURES = Remembered(keep=6)  # feature blocks: a few MB for a split
 
 
 def _onnx_session(run_dir: Path, info: RunInfo):

@@ -12,7 +12,20 @@ from keras import layers
 
 from cxr.models.augment import RandomAffine
 
-CUSTOM_OBJECTS = {keras.saving.get_registered_name(layer): layer for layer in (RandomAffine,)}
+
+@keras.saving.register_keras_serializable(package="cxr")
+class FoldedAway(layers.Layer):
+    """Where a batch normalisation was folded into the convolution before it (cxr.models.for_inference): its
+    input, unchanged. It takes the batch normalisation's call arguments (a mask among them)."""
+
+    def call(self, inputs, training=None, mask=None):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+CUSTOM_OBJECTS = {keras.saving.get_registered_name(layer): layer for layer in (RandomAffine, FoldedAway)}
 TRAINING_ONLY_LAYERS = (RandomAffine, layers.RandomZoom, layers.RandomTranslation, layers.RandomRotation,
                         layers.RandomGaussianBlur, layers.RandomContrast, layers.RandomBrightness,
                         layers.GaussianNoise, layers.Dropout)

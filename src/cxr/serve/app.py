@@ -47,7 +47,7 @@ class Service:
     """What the routes answer with: a run's Predictor, its requests scored in batches, its evidence maps."""
 
     def __init__(self, run_dir: Path, engine: str, precision: str, max_upload: int):
-        self.predictor = predictor = Predictor(Path(run_dir), engine=engine, precision=precision)
+        self.predictor = predictor = Predictor(Path(run_dir), engine=engine, precision=precision, remember=False)
         self.engine, self.max_upload = engine, max_upload
         self.model_id = f"{predictor.info.model}@{Path(run_dir).resolve().name}"
         # Concurrent requests are scored together: one model call per batch, not per request.
