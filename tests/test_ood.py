@@ -46,10 +46,14 @@ def test_every_prediction_carries_the_check_and_noise_is_flagged(trained_run, tm
     assert len(xrays) == 40 and sum(row["ood"] == "True" for row in xrays) <= 4  # guard fitted on ~80 images
 
 
-def test_a_frozen_base_gives_its_guard_features_from_the_one_pass_its_head_trains_on():
+def test_a_frozen_base_gives_its_guard_features_from_the_one_pass_its_head_trains_on(tmp_path, monkeypatch):
     """`train vgg16` fits its feature guard on the outputs the base gave for the head (no second pass over the
     training split): they must be the features the run computes for every X-ray it checks later."""
     from types import SimpleNamespace
+
+    # A cache of its own: the base's weights are random here, so another process's cached features (same images,
+    # same key) are another network's.
+    monkeypatch.setenv("CXR_CACHE", str(tmp_path))
 
     from cxr.inference.features import FeatureExtractor
     from cxr.models import build

@@ -93,8 +93,8 @@ class Predictor:
             else:  # 3x faster on bfloat16 CPUs; probabilities move ~1e-3
                 fast = copy_in_precision(self.info.model, size, model, policy)
                 inference = inference_model(fast, size, logits)
-            forms[key] = _compiled(inference, size), fast
-        (self._run, self._fast), self.precision = forms[key], policy
+            forms[key] = _compiled(inference, size), inference
+        (self._run, self._inference), self.precision = forms[key], policy
 
     def _by_members(self) -> bool:
         """Whether this is an ensemble of logits whose member runs are at hand. Without them (an ensemble folder
@@ -180,12 +180,13 @@ class Predictor:
             from cxr.inference.features import FeatureExtractor
             from cxr.models.for_inference import forms_of
 
-            # The models this Predictor computes with, in their precision: what its feature guard was fitted on.
-            fast = ([(m._fast, m.size) for m in self._member_predictors] if self._member_predictors else
-                    self.members() if self.info.is_ensemble else [(self._fast, self.size)])
-            forms, key = forms_of(fast[0][0]), ("features", tuple(id(m) for m, _ in fast))
+            # The models this Predictor computes with, in their precision and inference form: what its feature guard
+            # was fitted on.
+            models = ([(m._inference, m.size) for m in self._member_predictors] if self._member_predictors else
+                      self.members() if self.info.is_ensemble else [(self._inference, self.size)])
+            forms, key = forms_of(models[0][0]), ("features", tuple(id(m) for m, _ in models))
             if key not in forms:
-                forms[key] = FeatureExtractor(fast, self.size)
+                forms[key] = FeatureExtractor(models, self.size)
             self._features = forms[key]
         blocks = _FEATURES(self._features, images, lambda: self._features(images), not self.remember)
         if self.feature_guard is not None and self.feature_guard.population:

@@ -54,8 +54,9 @@ class Replay:
                 self.steps += [(x, False) for x in layer.layers if not isinstance(x, keras.layers.InputLayer)]
             else:
                 self.steps.append((layer, False))
-        last = self.steps[-1][0]
-        if not (isinstance(last, keras.layers.Dense) and last.activation is keras.activations.sigmoid):
+        last = self.steps[-1][0]  # sigmoid, or linear in the inference form of a run that outputs logits
+        if not (isinstance(last, keras.layers.Dense) and last.activation in (keras.activations.sigmoid,
+                                                                             keras.activations.linear)):
             raise ValueError(f"model {model.name} does not end in a sigmoid Dense layer")
 
     def run(self, x):
