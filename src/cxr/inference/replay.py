@@ -57,7 +57,8 @@ class Replay:
         last = self.steps[-1][0]  # sigmoid, or linear in the inference form of a run that outputs logits
         if not (isinstance(last, keras.layers.Dense) and last.activation in (keras.activations.sigmoid,
                                                                              keras.activations.linear)):
-            raise ValueError(f"model {model.name} does not end in a sigmoid Dense layer")
+            raise ValueError(f"model {model.name} does not end in a Dense layer giving the probability (sigmoid) or "
+                             "its logit (linear)")
 
     def run(self, x):
         """(held layer's output, penultimate features, logit of pneumonia) in one pass a gradient tape sees.
